@@ -1,0 +1,648 @@
+/**
+ * The election state machine. This file owns every timer and the whole safety
+ * argument; stores only keep the promises written in `store.ts`.
+ *
+ *   stopped --start()--> following --CAS wins--> leading --refresh null / deadline--> following
+ *       ^                    |                      |
+ *       +------stop()--------+-------stop(): deselect, resign (CAS me -> null), stopped
+ *
+ * Safety rests on one number, the local deadline:
+ *
+ *   deadline = (monotonic time a confirmed CAS or refresh was *sent*) + ttl - safetyMargin
+ *
+ * The store promises the hold lives at least `ttl` from that send time, so the
+ * server cannot give the key to anyone else before the deadline; and the
+ * leader stops calling itself leader at the deadline whether or not the store
+ * answers. `isSelected()` compares with the deadline itself, so a process that
+ * was paused (GC, SIGSTOP) past it never reports a leadership it may have lost.
+ */
+import { EventEmitter } from 'node:events';
+import type { Clock, TimerHandle } from './clock.js';
+import { VipStoreError, VipTimeoutError, describe } from './errors.js';
+import { backoffDelay, resolveOptions, type CandidateOptions, type ResolvedOptions } from './options.js';
+import { sameHolder, sameTerm, type Claim, type Holder, type LockStore } from './store.js';
+
+/**
+ * Why a leader stopped leading:
+ * - `stopped`: `stop()` was called;
+ * - `resigned`: `resign()` was called;
+ * - `error`: `resign({ reason: 'error' })`, used when the leader's own work failed;
+ * - `lost`: the store said the hold is gone (refresh answered `null`) or a newer holder appeared;
+ * - `expired`: the local deadline passed without a confirmed refresh (store unreachable or slow).
+ */
+export type DeselectReason = 'stopped' | 'resigned' | 'error' | 'lost' | 'expired';
+
+export interface CandidateEvents {
+  /**
+   * On every node, when the key's holder changes. `value` and `leaderId` are
+   * `null` when the key became free: that is how a user learns the key is free
+   * (followers then campaign for it at once on their own).
+   */
+  change: [value: string | null, leaderId: string | null, holder: Holder | null];
+  /** On the node that became leader. `holder.token` is the fencing token of this term. */
+  select: [value: string, leaderId: string, holder: Holder];
+  /** On the node that stopped leading; always after a `select`. */
+  deselect: [reason: DeselectReason];
+  /** On the leader, after each confirmed refresh. */
+  refresh: [value: string, leaderId: string];
+  /** On any node, when a store round trip confirms the current leader. */
+  ping: [value: string, leaderId: string];
+  /**
+   * Store errors and listener errors. They never stop the candidate: it backs
+   * off and keeps campaigning. With no `error` listener they are dropped, never thrown.
+   */
+  error: [error: Error];
+}
+
+type State = 'stopped' | 'following' | 'leading';
+
+/** One start()..stop() cycle; work from an older run is ignored when it lands. */
+interface Run {
+  readonly controller: AbortController;
+  readonly ready: Promise<void>;
+  markReady(): void;
+  /** Store calls in flight, awaited (bounded by their timeouts) by stop(). */
+  readonly pending: Set<Promise<unknown>>;
+}
+
+/** The term this candidate holds while leading. */
+interface Term {
+  readonly holder: Holder;
+  deadline: number;
+  deadlineTimer: TimerHandle | undefined;
+  refreshTimer: TimerHandle | undefined;
+  refreshing: boolean;
+  refreshFailures: number;
+}
+
+type ChangeListener = (holder: Holder | null) => void;
+
+export class Candidate extends EventEmitter<CandidateEvents> {
+  readonly #store: LockStore;
+  readonly #options: ResolvedOptions;
+  readonly #clock: Clock;
+  readonly #claim: Claim;
+
+  #state: State = 'stopped';
+  #run: Run | undefined;
+  #stopping: Promise<void> | undefined;
+  /** Last holder observed (watch or own CAS); `undefined` until the first read. */
+  #leader: Holder | null | undefined;
+  #term: Term | undefined;
+  #acquiring = false;
+  #retryTimer: TimerHandle | undefined;
+  #failures = 0;
+  #holdOffUntil = 0;
+  readonly #changeListeners = new Set<ChangeListener>();
+  /** Called when the candidate stops, to end `changes()` iterators. */
+  readonly #endListeners = new Set<() => void>();
+
+  constructor(store: LockStore, options: CandidateOptions) {
+    super();
+    if (store === null || typeof store !== 'object' || typeof store.compareAndSwap !== 'function') {
+      throw new TypeError(`Candidate: store must be a LockStore such as new MemoryStore() (got ${describe(store)})`);
+    }
+    this.#store = store;
+    this.#options = resolveOptions(store, options);
+    this.#clock = this.#options.clock;
+    this.#claim = { id: this.#options.id, value: this.#options.value };
+  }
+
+  // ---- what a user asks ---------------------------------------------------
+
+  /** The current leader's id, or `null` when there is none (or none known yet). */
+  id(): string | null {
+    return this.#leader?.id ?? null;
+  }
+
+  /** The current leader's value, or `null`. */
+  value(): string | null {
+    return this.#leader?.value ?? null;
+  }
+
+  /** The current holder as last seen, with its token, or `null`. */
+  holder(): Holder | null {
+    return this.#leader ?? null;
+  }
+
+  /** This candidate's id. */
+  localid(): string {
+    return this.#options.id;
+  }
+
+  /** This candidate's value. */
+  localvalue(): string {
+    return this.#options.value;
+  }
+
+  /** `id + ':::' + value`, as the `locked` module exposed it. */
+  localdata(): string {
+    return `${this.#options.id}:::${this.#options.value}`;
+  }
+
+  /** The election key. */
+  path(): string {
+    return this.#options.path;
+  }
+
+  /** The TTL in seconds. */
+  ttl(): number {
+    return this.#options.ttl;
+  }
+
+  /**
+   * Whether this node leads right now. Checks the local deadline itself, so
+   * it is `false` as soon as the deadline has passed, even before the timer
+   * that announces `deselect` has had a chance to run.
+   */
+  isSelected(): boolean {
+    return this.#state === 'leading' && this.#term !== undefined && this.#clock.now() < this.#term.deadline;
+  }
+
+  /** The fencing token of this node's current term while it leads, else `null`. */
+  token(): bigint | null {
+    return this.isSelected() ? this.#term!.holder.token : null;
+  }
+
+  /**
+   * Milliseconds (on this process's monotonic clock) until the local
+   * deadline, or `null` when not leading. Leaders can bound their own work by it.
+   */
+  timeLeft(): number | null {
+    if (!this.isSelected()) return null;
+    return this.#term!.deadline - this.#clock.now();
+  }
+
+  /** Resolves when this node is selected (at once if it already is). */
+  whenSelected(signal?: AbortSignal): Promise<void> {
+    if (this.isSelected()) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const onSelect = (): void => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = (): void => {
+        this.off('select', onSelect);
+        reject(signal!.reason);
+      };
+      if (signal?.aborted) return reject(signal.reason);
+      this.once('select', onSelect);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * The holder over time: the current holder first (once known), then every
+   * change. Ends when the candidate stops or the loop breaks.
+   */
+  changes(): AsyncIterableIterator<Holder | null> {
+    const queue: (Holder | null)[] = [];
+    let wake: (() => void) | undefined;
+    let done = false;
+    const listener: ChangeListener = (holder) => {
+      queue.push(holder);
+      wake?.();
+    };
+    const finish = (): void => {
+      done = true;
+      this.#changeListeners.delete(listener);
+      wake?.();
+    };
+    if (this.#leader !== undefined && this.#state !== 'stopped') queue.push(this.#leader);
+    this.#changeListeners.add(listener);
+    this.#endListeners.add(finish);
+    const iterator: AsyncIterableIterator<Holder | null> = {
+      next: async () => {
+        while (queue.length === 0 && !done) await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+        if (queue.length > 0) return { value: queue.shift()!, done: false };
+        return { value: undefined, done: true };
+      },
+      return: async () => {
+        this.#endListeners.delete(finish);
+        finish();
+        queue.length = 0;
+        return { value: undefined, done: true };
+      },
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  }
+
+  // ---- lifecycle ----------------------------------------------------------
+
+  /**
+   * Start campaigning. Resolves once the key's current holder has been read
+   * (or the first attempt failed and was reported on `error`; the candidate
+   * keeps trying). Calling it again while started returns the same promise.
+   */
+  async start(): Promise<void> {
+    if (this.#stopping) await this.#stopping;
+    if (this.#run) return this.#run.ready;
+    let markReady!: () => void;
+    const ready = new Promise<void>((resolve) => (markReady = resolve));
+    const run: Run = { controller: new AbortController(), ready, markReady, pending: new Set() };
+    this.#run = run;
+    this.#state = 'following';
+    this.#failures = 0;
+    void this.#watchLoop(run);
+    return ready;
+  }
+
+  /**
+   * Stop campaigning. A leader first announces `deselect('stopped')` (stop
+   * your leader work in that listener), then resigns so the next leader is
+   * chosen in one watch round trip instead of after a TTL. Safe to call twice.
+   */
+  stop(): Promise<void> {
+    if (this.#stopping) return this.#stopping;
+    const run = this.#run;
+    if (!run) return Promise.resolve();
+    this.#stopping = this.#shutdown(run).finally(() => {
+      this.#stopping = undefined;
+    });
+    return this.#stopping;
+  }
+
+  /**
+   * Give up leadership but keep campaigning after `holdOff` seconds (default:
+   * ttl), so that another node takes the job. Does nothing when not leading.
+   */
+  async resign(options: { reason?: 'resigned' | 'error'; holdOff?: number } = {}): Promise<void> {
+    const holdOff = options.holdOff ?? this.#options.ttl;
+    if (typeof holdOff !== 'number' || !Number.isFinite(holdOff) || holdOff < 0) {
+      throw new TypeError(`Candidate.resign: option "holdOff" must be a number of seconds >= 0 (got ${describe(holdOff)})`);
+    }
+    const run = this.#run;
+    const term = this.#term;
+    if (!run || !term) return;
+    this.#holdOffUntil = this.#clock.now() + holdOff * 1000;
+    this.#deselect(options.reason ?? 'resigned');
+    await this.#release(run, term.holder);
+  }
+
+  async #shutdown(run: Run): Promise<void> {
+    const term = this.#term;
+    if (term) this.#deselect('stopped');
+    run.controller.abort();
+    this.#clearRetry();
+    // Let an acquisition in flight land (each call is bounded by its timeout),
+    // so that a key won during stop() is released below, not left to expire.
+    await Promise.allSettled([...run.pending]);
+    const won = this.#term as Term | undefined;
+    if (won) this.#deselect('stopped');
+    const ours = term?.holder ?? won?.holder ?? (this.#leader?.id === this.#options.id ? this.#leader : null);
+    if (ours) await this.#release(run, ours);
+    run.markReady();
+    this.#run = undefined;
+    this.#state = 'stopped';
+    this.#leader = undefined;
+    for (const end of [...this.#endListeners]) end();
+    this.#endListeners.clear();
+  }
+
+  // ---- following ----------------------------------------------------------
+
+  async #watchLoop(run: Run): Promise<void> {
+    const signal = run.controller.signal;
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        for await (const holder of this.#store.watch(this.#options.path, signal)) {
+          if (signal.aborted) break;
+          failures = 0;
+          this.#observe(run, holder);
+        }
+        if (signal.aborted) break;
+        this.#emitError(new VipStoreError('watch', this.#options.path, new Error('the watch ended unexpectedly')));
+      } catch (error) {
+        if (signal.aborted) break;
+        this.#emitError(new VipStoreError('watch', this.#options.path, error));
+      }
+      run.markReady();
+      await this.#sleep(backoffDelay(this.#options, failures++), signal);
+    }
+  }
+
+  /** Everything the candidate learns about the key goes through here. */
+  #observe(run: Run, holder: Holder | null): void {
+    if (run !== this.#run) return;
+    run.markReady();
+    const term = this.#term;
+    if (term) {
+      // A holder older than our term is a late event from before we won: ignore it.
+      if (holder !== null && holder.token < term.holder.token) return;
+      this.#setLeader(holder);
+      if (holder === null) {
+        // The key looks free while we lead. The event may be late (a term that
+        // began and ended before ours), so re-check ownership with the store
+        // instead of trusting the wait (etcd-io/etcd#11051): refresh now.
+        this.#refresh(run, term);
+      } else if (!sameTerm(holder, term.holder)) {
+        this.#deselect('lost');
+      }
+      return;
+    }
+    this.#setLeader(holder);
+    this.#reconsider(run);
+  }
+
+  #setLeader(holder: Holder | null): void {
+    const previous = this.#leader;
+    this.#leader = holder;
+    if (previous === undefined || !sameHolder(previous, holder)) {
+      this.#emit('change', holder?.value ?? null, holder?.id ?? null, holder);
+      for (const listener of this.#changeListeners) listener(holder);
+    }
+    if (holder) this.#emit('ping', holder.value, holder.id);
+  }
+
+  /** What a follower does about the holder it last saw. */
+  #reconsider(run: Run): void {
+    if (run !== this.#run || run.controller.signal.aborted || this.#term || this.#acquiring) return;
+    if (this.#retryTimer !== undefined) return; // a retry is already scheduled
+    const holder = this.#leader;
+    if (holder === null) {
+      const wait = this.#holdOffUntil - this.#clock.now();
+      if (wait > 0) return this.#retryAfter(run, wait);
+      void this.#acquire(run);
+    } else if (holder !== undefined && holder.id === this.#options.id) {
+      // Ours, but not a term we lead: left over from a term whose deadline
+      // passed, or from a CAS whose answer we never got. Free it so the
+      // election can go on; the store only releases a hold it wrote itself.
+      void this.#releaseStale(run, holder);
+    }
+  }
+
+  async #acquire(run: Run): Promise<void> {
+    this.#acquiring = true;
+    const sentAt = this.#clock.now();
+    const call = this.#call(
+      run,
+      'compareAndSwap',
+      (signal) => this.#store.compareAndSwap(this.#options.path, null, this.#claim, this.#options.ttl, signal),
+      this.#options.requestTimeoutMs,
+    );
+    try {
+      const result = await call;
+      this.#acquiring = false;
+      if (run !== this.#run || run.controller.signal.aborted) {
+        if (result.ok && result.holder) await this.#release(run, result.holder);
+        return;
+      }
+      this.#failures = 0;
+      if (result.ok && result.holder) {
+        this.#lead(run, result.holder, sentAt);
+      } else if (result.holder === null) {
+        // Refused although nobody holds the key (Consul lock-delay, or a term
+        // that began and ended meanwhile): the watch may never move again, so retry.
+        this.#retryAfter(run, backoffDelay(this.#options, this.#failures++));
+      }
+    } catch (error) {
+      this.#acquiring = false;
+      if (run !== this.#run || run.controller.signal.aborted) return;
+      this.#emitError(error);
+      this.#retryAfter(run, backoffDelay(this.#options, this.#failures++));
+    }
+  }
+
+  async #releaseStale(run: Run, holder: Holder): Promise<void> {
+    this.#acquiring = true;
+    try {
+      await this.#release(run, holder);
+    } finally {
+      this.#acquiring = false;
+    }
+    // The watch reports the release; if the release failed, look again later.
+    if (run === this.#run && sameTerm(this.#leader ?? null, holder)) {
+      this.#retryAfter(run, backoffDelay(this.#options, this.#failures++));
+    }
+  }
+
+  /** Release `holder` (CAS holder -> null). Errors are reported, never thrown. */
+  async #release(run: Run, holder: Holder): Promise<void> {
+    try {
+      await this.#call(
+        run,
+        'release',
+        (signal) => this.#store.compareAndSwap(this.#options.path, holder, null, this.#options.ttl, signal),
+        this.#options.requestTimeoutMs,
+        false,
+      );
+    } catch (error) {
+      this.#emitError(error);
+    }
+  }
+
+  #retryAfter(run: Run, ms: number): void {
+    this.#clearRetry();
+    this.#retryTimer = this.#clock.setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#reconsider(run);
+    }, ms);
+  }
+
+  #clearRetry(): void {
+    if (this.#retryTimer !== undefined) this.#clock.clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+  }
+
+  // ---- leading ------------------------------------------------------------
+
+  #lead(run: Run, holder: Holder, sentAt: number): void {
+    const deadline = sentAt + this.#options.ttlMs - this.#options.safetyMarginMs;
+    this.#setLeader(holder);
+    if (this.#clock.now() >= deadline) {
+      // The answer came too late to lead on it: give the key back.
+      void this.#releaseStale(run, holder);
+      return;
+    }
+    const term: Term = {
+      holder,
+      deadline,
+      deadlineTimer: undefined,
+      refreshTimer: undefined,
+      refreshing: false,
+      refreshFailures: 0,
+    };
+    this.#term = term;
+    this.#state = 'leading';
+    this.#clearRetry();
+    this.#armDeadline(run, term);
+    this.#scheduleRefresh(run, term, sentAt + this.#options.refreshIntervalMs - this.#clock.now());
+    this.#emit('select', holder.value, holder.id, holder);
+  }
+
+  #armDeadline(run: Run, term: Term): void {
+    if (term.deadlineTimer !== undefined) this.#clock.clearTimeout(term.deadlineTimer);
+    term.deadlineTimer = this.#clock.setTimeout(() => {
+      term.deadlineTimer = undefined;
+      if (this.#term !== term) return;
+      if (this.#clock.now() >= term.deadline) {
+        this.#deselect('expired');
+        this.#reconsider(run);
+      } else {
+        this.#armDeadline(run, term);
+      }
+    }, term.deadline - this.#clock.now());
+  }
+
+  #scheduleRefresh(run: Run, term: Term, ms: number): void {
+    if (term.refreshTimer !== undefined) this.#clock.clearTimeout(term.refreshTimer);
+    term.refreshTimer = this.#clock.setTimeout(() => {
+      term.refreshTimer = undefined;
+      this.#refresh(run, term);
+    }, ms);
+  }
+
+  #refresh(run: Run, term: Term): void {
+    if (this.#term !== term || term.refreshing) return;
+    term.refreshing = true;
+    const sentAt = this.#clock.now();
+    // No request may outlive the deadline: a hung call must not keep us leading.
+    const timeout = Math.min(this.#options.requestTimeoutMs, term.deadline - sentAt);
+    const call = this.#call(
+      run,
+      'refresh',
+      (signal) => this.#store.refresh(this.#options.path, term.holder, this.#options.ttl, signal),
+      timeout,
+    );
+    call.then(
+      (held) => {
+        term.refreshing = false;
+        if (this.#term !== term) return;
+        if (held === null || !sameTerm(held, term.holder)) {
+          this.#deselect('lost');
+          this.#reconsider(run);
+          return;
+        }
+        term.refreshFailures = 0;
+        term.deadline = Math.max(term.deadline, sentAt + this.#options.ttlMs - this.#options.safetyMarginMs);
+        this.#armDeadline(run, term);
+        this.#scheduleRefresh(run, term, sentAt + this.#options.refreshIntervalMs - this.#clock.now());
+        this.#emit('refresh', held.value, held.id);
+        this.#emit('ping', held.value, held.id);
+      },
+      (error: unknown) => {
+        term.refreshing = false;
+        if (this.#term !== term) return;
+        this.#emitError(error);
+        // Unknown outcome: keep leading until the deadline and try again soon.
+        const delay = backoffDelay(this.#options, term.refreshFailures++);
+        this.#scheduleRefresh(run, term, Math.min(delay, Math.max(0, term.deadline - this.#clock.now())));
+      },
+    );
+  }
+
+  #deselect(reason: DeselectReason): void {
+    const term = this.#term;
+    if (!term) return;
+    if (term.deadlineTimer !== undefined) this.#clock.clearTimeout(term.deadlineTimer);
+    if (term.refreshTimer !== undefined) this.#clock.clearTimeout(term.refreshTimer);
+    this.#term = undefined;
+    this.#state = 'following';
+    this.#emit('deselect', reason);
+  }
+
+  // ---- plumbing -------------------------------------------------------------
+
+  /**
+   * One store call, bounded by `timeoutMs` on our own clock: past it we stop
+   * waiting, abort the call's signal and treat the outcome as unknown.
+   */
+  #call<T>(
+    run: Run,
+    operation: VipStoreError['operation'],
+    request: (signal: AbortSignal) => Promise<T>,
+    timeoutMs: number,
+    followRun = true,
+  ): Promise<T> {
+    const controller = new AbortController();
+    const onRunAbort = (): void => controller.abort(run.controller.signal.reason);
+    if (followRun) run.controller.signal.addEventListener('abort', onRunAbort, { once: true });
+    let timer: TimerHandle | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = this.#clock.setTimeout(() => {
+        const error = new VipTimeoutError(`${operation} on "${this.#options.path}"`, timeoutMs);
+        controller.abort(error);
+        reject(error);
+      }, timeoutMs);
+    });
+    const aborted = new Promise<never>((_, reject) => {
+      controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
+    });
+    let attempt: Promise<T>;
+    try {
+      attempt = request(controller.signal);
+    } catch (error) {
+      attempt = Promise.reject(error);
+    }
+    const result = Promise.race([attempt, timeout, aborted])
+      .catch((error: unknown) => {
+        throw error instanceof VipTimeoutError ? error : new VipStoreError(operation, this.#options.path, error);
+      })
+      .finally(() => {
+        if (timer !== undefined) this.#clock.clearTimeout(timer);
+        run.controller.signal.removeEventListener('abort', onRunAbort);
+        run.pending.delete(result);
+      });
+    // The losers of the race may settle later; nobody waits for them.
+    attempt.catch(() => {});
+    timeout.catch(() => {});
+    aborted.catch(() => {});
+    run.pending.add(result);
+    return result;
+  }
+
+  #sleep(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      const timer = this.#clock.setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      const onAbort = (): void => {
+        this.#clock.clearTimeout(timer);
+        resolve();
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  #emitError(error: unknown): void {
+    const wrapped = error instanceof Error ? error : new Error(describe(error));
+    this.#emit('error', wrapped);
+  }
+
+  /**
+   * Deliver an event so that no listener can break the machine: each listener
+   * runs on its own, a throw (or a rejected promise from an async listener) is
+   * reported on `error`, and an `error` nobody listens to is dropped.
+   */
+  #emit<E extends keyof CandidateEvents>(event: E, ...args: CandidateEvents[E]): void {
+    const listeners = this.rawListeners(event) as ((...a: unknown[]) => unknown)[];
+    for (const listener of listeners) {
+      try {
+        const result = listener.apply(this, args);
+        if (result && typeof (result as Promise<unknown>).then === 'function') {
+          (result as Promise<unknown>).then(undefined, (error: unknown) => this.#listenerFailed(event, error));
+        }
+      } catch (error) {
+        this.#listenerFailed(event, error);
+      }
+    }
+  }
+
+  #listenerFailed(event: keyof CandidateEvents, error: unknown): void {
+    if (event === 'error') return; // an error listener that throws has nowhere left to report
+    const wrapped = new Error(`a "${event}" listener threw: ${error instanceof Error ? error.message : describe(error)}`, {
+      cause: error,
+    });
+    this.#emit('error', wrapped);
+  }
+}
+
+/** For users of the `locked` module: `locker(store)(options)` makes a candidate. */
+export function locker(store: LockStore): (options: CandidateOptions) => Candidate {
+  return (options) => new Candidate(store, options);
+}

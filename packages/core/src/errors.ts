@@ -1,0 +1,45 @@
+/** Thrown (synchronously, at the call that received it) for an invalid option or argument. */
+export class VipOptionError extends TypeError {
+  override readonly name = 'VipOptionError';
+  /** The option or argument that was wrong, e.g. `"ttl"`. */
+  readonly option: string;
+  constructor(where: string, option: string, expected: string, got: unknown) {
+    super(`${where}: option "${option}" must be ${expected} (got ${describe(got)})`);
+    this.option = option;
+  }
+}
+
+/** Wraps an error of a store call, saying which operation on which key failed. */
+export class VipStoreError extends Error {
+  override readonly name = 'VipStoreError';
+  readonly operation: 'compareAndSwap' | 'refresh' | 'release' | 'watch';
+  readonly key: string;
+  constructor(operation: VipStoreError['operation'], key: string, cause: unknown) {
+    super(`${operation} on "${key}" failed: ${cause instanceof Error ? cause.message : describe(cause)}`, { cause });
+    this.operation = operation;
+    this.key = key;
+  }
+}
+
+/** A store call that did not answer in time: its outcome is unknown. */
+export class VipTimeoutError extends Error {
+  override readonly name = 'VipTimeoutError';
+  constructor(what: string, ms: number) {
+    super(`${what} did not answer within ${Math.round(ms)} ms`);
+  }
+}
+
+/** A short, readable rendering of any value for error messages. */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') {
+    const shown = value.length > 60 ? `${value.slice(0, 57)}...` : value;
+    return `string ${JSON.stringify(shown)}`;
+  }
+  if (typeof value === 'number') return Number.isNaN(value) ? 'NaN' : `number ${value}`;
+  if (typeof value === 'bigint') return `bigint ${value}n`;
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'function') return 'a function';
+  return typeof value === 'object' ? 'an object' : typeof value;
+}

@@ -1,0 +1,124 @@
+import { systemClock, type Clock } from '../clock.js';
+import type { Claim, Holder, LockStore, StoreLimits, SwapResult } from '../store.js';
+
+export type StoreOperation = 'compareAndSwap' | 'refresh' | 'watch';
+
+/**
+ * Wraps any store and injects faults, the way a bad network would:
+ * - `failNext(n)` / `failAll()`: calls reject (the "unknown outcome" case);
+ * - `latency(ms)`: every call waits before it reaches the store;
+ * - `partition()`: calls hang and watches stop delivering until `heal()`;
+ *   a hung call then reaches the store late, unless its signal was aborted,
+ *   like a request stuck in a stalled TCP connection.
+ */
+export class FaultyStore implements LockStore {
+  readonly inner: LockStore;
+  readonly #clock: Clock;
+  #failures: { remaining: number; error: () => Error; operations: Set<StoreOperation> } | undefined;
+  #latencyMs = 0;
+  #gate: Promise<void> | undefined;
+  #openGate: (() => void) | undefined;
+  /** Calls seen per operation, for assertions. */
+  readonly calls: Record<StoreOperation, number> = { compareAndSwap: 0, refresh: 0, watch: 0 };
+
+  constructor(inner: LockStore, options: { clock?: Clock } = {}) {
+    this.inner = inner;
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  get limits(): StoreLimits | undefined {
+    return this.inner.limits;
+  }
+
+  /** Make the next `count` calls (of the given operations) reject. */
+  failNext(count: number, operations: StoreOperation[] = ['compareAndSwap', 'refresh', 'watch'], message = 'injected fault'): this {
+    this.#failures = { remaining: count, error: () => new Error(message), operations: new Set(operations) };
+    return this;
+  }
+
+  /** Make every call reject until `heal()`. */
+  failAll(operations?: StoreOperation[], message = 'injected fault: store unreachable'): this {
+    return this.failNext(Number.POSITIVE_INFINITY, operations, message);
+  }
+
+  latency(ms: number): this {
+    this.#latencyMs = ms;
+    return this;
+  }
+
+  partition(): this {
+    if (!this.#gate) this.#gate = new Promise<void>((resolve) => (this.#openGate = resolve));
+    return this;
+  }
+
+  isPartitioned(): boolean {
+    return this.#gate !== undefined;
+  }
+
+  /** End every fault: failures, latency and partition. */
+  heal(): this {
+    this.#failures = undefined;
+    this.#latencyMs = 0;
+    this.#openGate?.();
+    this.#gate = undefined;
+    this.#openGate = undefined;
+    return this;
+  }
+
+  async compareAndSwap(key: string, expected: Holder | null, next: Claim | null, ttl: number, signal?: AbortSignal): Promise<SwapResult> {
+    await this.#before('compareAndSwap', signal);
+    return this.inner.compareAndSwap(key, expected, next, ttl, signal);
+  }
+
+  async refresh(key: string, held: Holder, ttl: number, signal?: AbortSignal): Promise<Holder | null> {
+    await this.#before('refresh', signal);
+    return this.inner.refresh(key, held, ttl, signal);
+  }
+
+  async *watch(key: string, signal: AbortSignal): AsyncIterable<Holder | null> {
+    await this.#before('watch', signal);
+    for await (const holder of this.inner.watch(key, signal)) {
+      // A partition holds events back; they arrive (latest state included) on heal.
+      while (this.#gate && !signal.aborted) await this.#wait(this.#gate, signal);
+      if (signal.aborted) return;
+      const failure = this.#takeFailure('watch');
+      if (failure) throw failure;
+      yield holder;
+    }
+  }
+
+  close(): Promise<void> {
+    this.heal();
+    return this.inner.close();
+  }
+
+  async #before(operation: StoreOperation, signal: AbortSignal | undefined): Promise<void> {
+    this.calls[operation]++;
+    if (this.#latencyMs > 0) {
+      await this.#wait(new Promise<void>((resolve) => this.#clock.setTimeout(resolve, this.#latencyMs)), signal);
+    }
+    while (this.#gate) await this.#wait(this.#gate, signal);
+    const failure = this.#takeFailure(operation);
+    if (failure) throw failure;
+  }
+
+  #takeFailure(operation: StoreOperation): Error | undefined {
+    const failures = this.#failures;
+    if (!failures || !failures.operations.has(operation) || failures.remaining <= 0) return undefined;
+    failures.remaining--;
+    return failures.error();
+  }
+
+  #wait(promise: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+    if (!signal) return promise;
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      promise.then(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
+  }
+}
