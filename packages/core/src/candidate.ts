@@ -89,7 +89,12 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   /** Last holder observed (watch or own CAS); `undefined` until the first read. */
   #leader: Holder | null | undefined;
   #term: Term | undefined;
-  #acquiring = false;
+  /** A follower's store call (acquire or release) is in flight. */
+  #busy = false;
+  /** Something was observed while busy: look again when the call is done. */
+  #dirty = false;
+  /** The last stale hold of ours we finished releasing; never released twice. */
+  #released: Holder | null = null;
   #retryTimer: TimerHandle | undefined;
   #failures = 0;
   #holdOffUntil = 0;
@@ -359,14 +364,18 @@ export class Candidate extends EventEmitter<CandidateEvents> {
 
   /** What a follower does about the holder it last saw. */
   #reconsider(run: Run): void {
-    if (run !== this.#run || run.controller.signal.aborted || this.#term || this.#acquiring) return;
+    if (run !== this.#run || run.controller.signal.aborted || this.#term) return;
+    if (this.#busy) {
+      this.#dirty = true;
+      return;
+    }
     if (this.#retryTimer !== undefined) return; // a retry is already scheduled
     const holder = this.#leader;
     if (holder === null) {
       const wait = this.#holdOffUntil - this.#clock.now();
       if (wait > 0) return this.#retryAfter(run, wait);
       void this.#acquire(run);
-    } else if (holder !== undefined && holder.id === this.#options.id) {
+    } else if (holder !== undefined && holder.id === this.#options.id && !sameTerm(holder, this.#released)) {
       // Ours, but not a term we lead: left over from a term whose deadline
       // passed, or from a CAS whose answer we never got. Free it so the
       // election can go on; the store only releases a hold it wrote itself.
@@ -374,8 +383,26 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     }
   }
 
-  async #acquire(run: Run): Promise<void> {
-    this.#acquiring = true;
+  /** Run a follower's store call, then look again at anything observed meanwhile. */
+  async #busyWith(run: Run, work: () => Promise<void>): Promise<void> {
+    this.#busy = true;
+    this.#dirty = false;
+    try {
+      await work();
+    } finally {
+      this.#busy = false;
+    }
+    if (this.#dirty) {
+      this.#dirty = false;
+      this.#reconsider(run);
+    }
+  }
+
+  #acquire(run: Run): Promise<void> {
+    return this.#busyWith(run, () => this.#tryAcquire(run));
+  }
+
+  async #tryAcquire(run: Run): Promise<void> {
     const sentAt = this.#clock.now();
     const call = this.#call(
       run,
@@ -385,7 +412,6 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     );
     try {
       const result = await call;
-      this.#acquiring = false;
       if (run !== this.#run || run.controller.signal.aborted) {
         if (result.ok && result.holder) await this.#release(run, result.holder);
         return;
@@ -399,28 +425,29 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         this.#retryAfter(run, backoffDelay(this.#options, this.#failures++));
       }
     } catch (error) {
-      this.#acquiring = false;
       if (run !== this.#run || run.controller.signal.aborted) return;
       this.#emitError(error);
       this.#retryAfter(run, backoffDelay(this.#options, this.#failures++));
     }
   }
 
-  async #releaseStale(run: Run, holder: Holder): Promise<void> {
-    this.#acquiring = true;
-    try {
-      await this.#release(run, holder);
-    } finally {
-      this.#acquiring = false;
-    }
-    // The watch reports the release; if the release failed, look again later.
-    if (run === this.#run && sameTerm(this.#leader ?? null, holder)) {
-      this.#retryAfter(run, backoffDelay(this.#options, this.#failures++));
-    }
+  #releaseStale(run: Run, holder: Holder): Promise<void> {
+    return this.#busyWith(run, async () => {
+      if (await this.#release(run, holder)) {
+        // Released, or no longer ours: either way that term is over for us.
+        this.#released = holder;
+      } else if (run === this.#run) {
+        this.#retryAfter(run, backoffDelay(this.#options, this.#failures++));
+      }
+    });
   }
 
-  /** Release `holder` (CAS holder -> null). Errors are reported, never thrown. */
-  async #release(run: Run, holder: Holder): Promise<void> {
+  /**
+   * Release `holder` (CAS holder -> null). Resolves whether the store answered
+   * (released, or refused because the hold is no longer ours); errors are
+   * reported on `error`, never thrown.
+   */
+  async #release(run: Run, holder: Holder): Promise<boolean> {
     try {
       await this.#call(
         run,
@@ -429,8 +456,10 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         this.#options.requestTimeoutMs,
         false,
       );
+      return true;
     } catch (error) {
       this.#emitError(error);
+      return false;
     }
   }
 
@@ -453,8 +482,9 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     const deadline = sentAt + this.#options.ttlMs - this.#options.safetyMarginMs;
     this.#setLeader(holder);
     if (this.#clock.now() >= deadline) {
-      // The answer came too late to lead on it: give the key back.
-      void this.#releaseStale(run, holder);
+      // The answer came too late to lead on it: look again once this call is
+      // done, and #reconsider gives the stale hold back.
+      this.#dirty = true;
       return;
     }
     const term: Term = {

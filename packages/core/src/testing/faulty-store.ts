@@ -7,6 +7,7 @@ export type StoreOperation = 'compareAndSwap' | 'refresh' | 'watch';
  * Wraps any store and injects faults, the way a bad network would:
  * - `failNext(n)` / `failAll()`: calls reject (the "unknown outcome" case);
  * - `latency(ms)`: every call waits before it reaches the store;
+ * - `loseAnswers()`: calls take effect but their answers never come back;
  * - `partition()`: calls hang and watches stop delivering until `heal()`;
  *   a hung call then reaches the store late, unless its signal was aborted,
  *   like a request stuck in a stalled TCP connection.
@@ -16,6 +17,8 @@ export class FaultyStore implements LockStore {
   readonly #clock: Clock;
   #failures: { remaining: number; error: () => Error; operations: Set<StoreOperation> } | undefined;
   #latencyMs = 0;
+  #latencyOperations = new Set<StoreOperation>();
+  #lostAnswers = new Set<StoreOperation>();
   #gate: Promise<void> | undefined;
   #openGate: (() => void) | undefined;
   /** Calls seen per operation, for assertions. */
@@ -41,8 +44,19 @@ export class FaultyStore implements LockStore {
     return this.failNext(Number.POSITIVE_INFINITY, operations, message);
   }
 
-  latency(ms: number): this {
+  /** Delay every call (of the given operations) by `ms` on the store's clock. */
+  latency(ms: number, operations: StoreOperation[] = ['compareAndSwap', 'refresh', 'watch']): this {
     this.#latencyMs = ms;
+    this.#latencyOperations = new Set(operations);
+    return this;
+  }
+
+  /**
+   * Calls reach the store and take effect, but their answers are lost: the
+   * caller waits until its signal aborts. The "unknown outcome" in its purest form.
+   */
+  loseAnswers(operations: StoreOperation[] = ['compareAndSwap', 'refresh']): this {
+    this.#lostAnswers = new Set(operations);
     return this;
   }
 
@@ -59,6 +73,7 @@ export class FaultyStore implements LockStore {
   heal(): this {
     this.#failures = undefined;
     this.#latencyMs = 0;
+    this.#lostAnswers.clear();
     this.#openGate?.();
     this.#gate = undefined;
     this.#openGate = undefined;
@@ -67,12 +82,12 @@ export class FaultyStore implements LockStore {
 
   async compareAndSwap(key: string, expected: Holder | null, next: Claim | null, ttl: number, signal?: AbortSignal): Promise<SwapResult> {
     await this.#before('compareAndSwap', signal);
-    return this.inner.compareAndSwap(key, expected, next, ttl, signal);
+    return this.#answer('compareAndSwap', this.inner.compareAndSwap(key, expected, next, ttl, signal), signal);
   }
 
   async refresh(key: string, held: Holder, ttl: number, signal?: AbortSignal): Promise<Holder | null> {
     await this.#before('refresh', signal);
-    return this.inner.refresh(key, held, ttl, signal);
+    return this.#answer('refresh', this.inner.refresh(key, held, ttl, signal), signal);
   }
 
   async *watch(key: string, signal: AbortSignal): AsyncIterable<Holder | null> {
@@ -94,12 +109,20 @@ export class FaultyStore implements LockStore {
 
   async #before(operation: StoreOperation, signal: AbortSignal | undefined): Promise<void> {
     this.calls[operation]++;
-    if (this.#latencyMs > 0) {
+    if (this.#latencyMs > 0 && this.#latencyOperations.has(operation)) {
       await this.#wait(new Promise<void>((resolve) => this.#clock.setTimeout(resolve, this.#latencyMs)), signal);
     }
     while (this.#gate) await this.#wait(this.#gate, signal);
     const failure = this.#takeFailure(operation);
     if (failure) throw failure;
+  }
+
+  async #answer<T>(operation: StoreOperation, call: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    const result = await call;
+    if (this.#lostAnswers.has(operation)) {
+      await this.#wait(new Promise<void>(() => {}), signal);
+    }
+    return result;
   }
 
   #takeFailure(operation: StoreOperation): Error | undefined {

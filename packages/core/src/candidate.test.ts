@@ -1,0 +1,432 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Candidate, locker, type DeselectReason } from './candidate.js';
+import { VipOptionError } from './errors.js';
+import { MemoryBackend, MemoryStore } from './memory-store.js';
+import type { CandidateOptions } from './options.js';
+import type { Holder, LockStore } from './store.js';
+import { FakeClock, FaultyStore, settle } from './testing/index.js';
+
+const TTL = 3; // seconds: deadline at 2.4 s, refresh every 1 s
+
+interface Logged {
+  at: number;
+  node: string;
+  event: string;
+  detail?: unknown;
+}
+
+/** N candidates, each with its own store client (a "process") on one backend and one fake clock. */
+function cluster(size: number, options: Partial<CandidateOptions> = {}) {
+  const clock = new FakeClock();
+  clocks.add(clock);
+  const backend = new MemoryBackend({ clock });
+  const log: Logged[] = [];
+  const nodes = Array.from({ length: size }, (_, i) => {
+    const store = new FaultyStore(new MemoryStore({ backend }), { clock });
+    faulty.add(store);
+    const candidate = new Candidate(store, { path: '/job', id: `n${i}`, value: `v${i}`, ttl: TTL, clock, random: () => 0.5, ...options });
+    const node = `n${i}`;
+    for (const event of ['change', 'select', 'deselect', 'refresh', 'error'] as const) {
+      candidate.on(event, (...args: unknown[]) => {
+        log.push({ at: clock.now(), node, event, detail: event === 'select' ? (args[2] as Holder).token : args[0] });
+      });
+    }
+    return { store, candidate, node };
+  });
+  const leaders = () => nodes.filter((n) => n.candidate.isSelected());
+  return { clock, backend, log, nodes, leaders };
+}
+
+/** Advance in small steps, asserting at every step that at most one node is selected. */
+async function run(c: ReturnType<typeof cluster>, ms: number, step = 50): Promise<void> {
+  for (let t = 0; t < ms; t += step) {
+    await c.clock.advance(step);
+    expect(c.leaders().length).toBeLessThanOrEqual(1);
+  }
+}
+
+const started: Candidate[] = [];
+const clocks = new Set<FakeClock>();
+const faulty = new Set<FaultyStore>();
+afterEach(async () => {
+  for (const store of faulty) store.heal();
+  const stopping = Promise.all(started.splice(0).map((candidate) => candidate.stop()));
+  let done = false;
+  void stopping.then(() => (done = true));
+  // Stopping may wait on timers (request timeouts) of the fake clocks.
+  for (let i = 0; i < 1000 && !done; i++) for (const clock of clocks) await clock.advance(10);
+  await stopping;
+  clocks.clear();
+  faulty.clear();
+});
+async function startAll(c: ReturnType<typeof cluster>): Promise<void> {
+  for (const { candidate } of c.nodes) {
+    started.push(candidate);
+    await candidate.start();
+  }
+}
+
+const events = (c: ReturnType<typeof cluster>, node: string) => c.log.filter((l) => l.node === node && l.event !== 'refresh' && l.event !== 'change').map((l) => `${l.event}:${String(l.detail)}`);
+
+describe('Candidate: election', () => {
+  it('a single candidate elects itself, announces change then select, and holds a token', async () => {
+    const c = cluster(1);
+    const [{ candidate }] = c.nodes as [(typeof c.nodes)[0]];
+    expect(candidate.isSelected()).toBe(false);
+    await startAll(c);
+    await settle();
+    expect(candidate.isSelected()).toBe(true);
+    expect(candidate.id()).toBe('n0');
+    expect(candidate.value()).toBe('v0');
+    expect(typeof candidate.token()).toBe('bigint');
+    expect(c.log.filter((l) => l.event !== 'refresh').map((l) => l.event)).toEqual(['change', 'change', 'select']);
+    expect(c.log[0]!.detail).toBeNull(); // first the key was seen free
+  });
+
+  it('three candidates: exactly one selected at every step, the others follow it', async () => {
+    const c = cluster(3);
+    await startAll(c);
+    await run(c, 10_000);
+    expect(c.leaders()).toHaveLength(1);
+    const leader = c.leaders()[0]!;
+    for (const { candidate } of c.nodes) expect(candidate.id()).toBe(leader.candidate.localid());
+    expect(c.log.filter((l) => l.event === 'select')).toHaveLength(1);
+    expect(c.log.filter((l) => l.event === 'deselect')).toHaveLength(0);
+    // The leader refreshed every ttl/3 without ever losing the key.
+    expect(c.log.filter((l) => l.event === 'refresh').length).toBeGreaterThanOrEqual(9);
+  });
+
+  it('graceful stop: deselect("stopped"), resign, and another node selected in the same instant', async () => {
+    const c = cluster(3);
+    await startAll(c);
+    await run(c, 500);
+    const leader = c.leaders()[0]!;
+    const stoppedAt = c.clock.now();
+    await leader.candidate.stop();
+    await settle();
+    const next = c.leaders();
+    expect(next).toHaveLength(1);
+    expect(next[0]).not.toBe(leader);
+    const handover = c.log.filter((l) => l.at === stoppedAt && (l.event === 'select' || l.event === 'deselect'));
+    expect(handover.map((l) => `${l.node}:${l.event}`)).toEqual([`${leader.node}:deselect`, `${next[0]!.node}:select`]);
+    expect(c.log.find((l) => l.node === leader.node && l.event === 'deselect')!.detail).toBe('stopped');
+  });
+
+  it('leader crash (its store goes silent): another node takes over only after the ttl', async () => {
+    const c = cluster(2);
+    await startAll(c);
+    await run(c, 500);
+    const leader = c.leaders()[0]!;
+    const other = c.nodes.find((n) => n !== leader)!;
+    const crashAt = c.clock.now();
+    leader.store.partition();
+    await run(c, 6000);
+    expect(other.candidate.isSelected()).toBe(true);
+    const selectedAt = c.log.find((l) => l.node === other.node && l.event === 'select')!.at;
+    // The hold was last confirmed before the crash, so the server frees it no sooner than ttl after that.
+    expect(selectedAt - crashAt).toBeGreaterThan(TTL * 1000 - 1000);
+    const deselect = c.log.find((l) => l.node === leader.node && l.event === 'deselect')!;
+    expect(deselect.detail).toBe('expired');
+    expect(deselect.at).toBeLessThan(selectedAt);
+  });
+
+  it('partition: the leader deselects at its local deadline, before the store hands the key to another', async () => {
+    const c = cluster(2);
+    await startAll(c);
+    await run(c, 1200); // one refresh confirmed at t=1000
+    const leader = c.leaders()[0]!;
+    const other = c.nodes.find((n) => n !== leader)!;
+    const lastRefresh = c.log.filter((l) => l.node === leader.node && l.event === 'refresh').at(-1)!;
+    leader.store.partition();
+    await run(c, 5000);
+    const deselect = c.log.find((l) => l.node === leader.node && l.event === 'deselect')!;
+    const select = c.log.find((l) => l.node === other.node && l.event === 'select')!;
+    expect(deselect.detail).toBe('expired');
+    // deadline = send time of the last confirmed refresh + ttl - safetyMargin (ttl/5)
+    expect(deselect.at).toBe(lastRefresh.at + TTL * 1000 * 0.8);
+    expect(select.at).toBeGreaterThanOrEqual(lastRefresh.at + TTL * 1000);
+    expect(deselect.at).toBeLessThan(select.at);
+  });
+
+  it('after a partition heals, the old leader releases its stale hold and rejoins as a follower', async () => {
+    const c = cluster(1);
+    await startAll(c);
+    await run(c, 500);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    const firstToken = node.candidate.token()!;
+    node.store.partition();
+    await run(c, 2500); // past the deadline (2.4 s) but before the server expiry (3 s)
+    expect(node.candidate.isSelected()).toBe(false);
+    node.store.heal();
+    await run(c, 2000);
+    expect(node.candidate.isSelected()).toBe(true);
+    expect(node.candidate.token()! > firstToken).toBe(true);
+    expect(events(c, node.node)).toEqual([`select:${firstToken}`, 'deselect:expired', `select:${node.candidate.token()}`]);
+  });
+
+  it('store errors are reported, the candidate backs off and is elected once the store recovers', async () => {
+    const c = cluster(1);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    node.store.failAll(['compareAndSwap']);
+    await startAll(c);
+    await run(c, 3000);
+    expect(node.candidate.isSelected()).toBe(false);
+    const errors = c.log.filter((l) => l.event === 'error');
+    expect(errors.length).toBeGreaterThanOrEqual(3);
+    // Backoff: far fewer attempts than a hot loop would make in 3 s.
+    expect(node.store.calls.compareAndSwap).toBeLessThan(30);
+    node.store.heal();
+    await run(c, 3000);
+    expect(node.candidate.isSelected()).toBe(true);
+  });
+
+  it('a refresh answered null deselects at once with "lost"', async () => {
+    const c = cluster(1);
+    await startAll(c);
+    await run(c, 200);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    // The hold vanishes on the server (lease revoked by an operator, say).
+    c.backend.expireAll(node.store.inner as MemoryStore);
+    await settle();
+    expect(c.log.find((l) => l.event === 'deselect')?.detail).toBe('lost');
+    expect(c.log.find((l) => l.event === 'deselect')?.at).toBe(c.clock.now());
+  });
+
+  it('a newer holder seen on the watch deselects the leader with "lost"', async () => {
+    const c = cluster(1);
+    await startAll(c);
+    await run(c, 200);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    const intruder = new MemoryStore({ backend: c.backend });
+    // The server drops our hold and another process wins the key before our watch catches up.
+    c.backend.expireAll(node.store.inner as MemoryStore);
+    const result = await intruder.compareAndSwap('/job', null, { id: 'intruder', value: '' }, TTL);
+    expect(result.ok).toBe(true);
+    await settle();
+    expect(node.candidate.isSelected()).toBe(false);
+    expect(c.log.find((l) => l.event === 'deselect')?.detail).toBe('lost');
+    expect(node.candidate.id()).toBe('intruder');
+  });
+
+  it('isSelected() is false after a long pause, before any timer has fired', async () => {
+    const c = cluster(1);
+    await startAll(c);
+    await run(c, 100);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    expect(node.candidate.isSelected()).toBe(true);
+    c.clock.jump(TTL * 1000); // the process was stopped; no timer ran
+    expect(node.candidate.isSelected()).toBe(false);
+    expect(node.candidate.token()).toBeNull();
+    expect(node.candidate.timeLeft()).toBeNull();
+  });
+
+  it('start/stop/start cycles campaign again with a new, larger token', async () => {
+    const c = cluster(1);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    const tokens: bigint[] = [];
+    for (let cycle = 0; cycle < 3; cycle++) {
+      await node.candidate.start();
+      await node.candidate.start(); // twice is safe
+      await settle();
+      expect(node.candidate.isSelected()).toBe(true);
+      tokens.push(node.candidate.token()!);
+      await Promise.all([node.candidate.stop(), node.candidate.stop()]); // twice is safe
+      expect(node.candidate.isSelected()).toBe(false);
+      expect(c.backend.get('/job')).toBeNull(); // resigned
+    }
+    expect(tokens[1]! > tokens[0]! && tokens[2]! > tokens[1]!).toBe(true);
+    expect(events(c, 'n0')).toEqual(tokens.flatMap((t) => [`select:${t}`, 'deselect:stopped']));
+  });
+
+  it('events come in the documented order on every node through many failovers, and tokens increase', async () => {
+    const c = cluster(3);
+    await startAll(c);
+    for (let round = 0; round < 6; round++) {
+      await run(c, 700);
+      const leader = c.leaders()[0]!;
+      if (round % 2 === 0) {
+        await leader.candidate.stop();
+        started.push(leader.candidate);
+        await leader.candidate.start();
+      } else {
+        leader.store.partition();
+        await run(c, 4000);
+        leader.store.heal();
+      }
+    }
+    await run(c, 3000);
+    for (const { node } of c.nodes) {
+      const own = c.log.filter((l) => l.node === node && (l.event === 'select' || l.event === 'deselect'));
+      own.forEach((l, i) => expect(l.event).toBe(i % 2 === 0 ? 'select' : 'deselect'));
+    }
+    const tokens = c.log.filter((l) => l.event === 'select').map((l) => l.detail as bigint);
+    expect(tokens.length).toBeGreaterThanOrEqual(6);
+    for (let i = 1; i < tokens.length; i++) expect(tokens[i]! > tokens[i - 1]!).toBe(true);
+    // Terms never overlap: every select after the first follows the previous leader's deselect.
+    const terms = c.log.filter((l) => l.event === 'select' || l.event === 'deselect');
+    let leading: string | null = null;
+    for (const l of terms) {
+      if (l.event === 'select') {
+        expect(leading).toBeNull();
+        leading = l.node;
+      } else {
+        expect(leading).toBe(l.node);
+        leading = null;
+      }
+    }
+  });
+
+  it('a compare-and-swap whose answer never came is cleaned up: the stale hold is released, never led on', async () => {
+    const clock = new FakeClock();
+    const backend = new MemoryBackend({ clock });
+    const store = new FaultyStore(new MemoryStore({ backend }), { clock });
+    clocks.add(clock);
+    const candidate = new Candidate(store, { path: '/job', id: 'slow', ttl: TTL, requestTimeout: 1, clock, random: () => 0.5 });
+    started.push(candidate);
+    const selects: bigint[] = [];
+    candidate.on('select', (_v, _id, holder) => selects.push(holder.token));
+    // The CAS takes effect on the store, but its answer is lost: outcome unknown.
+    store.loseAnswers(['compareAndSwap']);
+    await candidate.start();
+    await clock.advance(1000); // the candidate's request timeout
+    expect(candidate.isSelected()).toBe(false);
+    expect(backend.get('/job')?.id).toBe('slow'); // it did win, without knowing
+    store.heal();
+    await clock.until(() => candidate.isSelected(), 10_000);
+    expect(selects).toHaveLength(1);
+    expect(selects[0]! > 1n).toBe(true); // the late hold (token 1) was released, a fresh term won
+  });
+});
+
+describe('Candidate: events and listeners', () => {
+  it('an error with no listener never crashes, and a throwing listener does not break the machine', async () => {
+    const clock = new FakeClock();
+    const store = new FaultyStore(new MemoryStore({ clock }), { clock }).failNext(3, ['compareAndSwap']);
+    const candidate = new Candidate(store, { path: '/job', ttl: TTL, clock, random: () => 0.5 });
+    started.push(candidate);
+    candidate.on('select', () => {
+      throw new Error('listener bug');
+    });
+    const later: string[] = [];
+    candidate.on('select', () => later.push('second listener ran'));
+    await candidate.start();
+    await clock.until(() => candidate.isSelected(), 10_000);
+    expect(later).toEqual(['second listener ran']);
+    const errors: Error[] = [];
+    candidate.on('error', (error) => errors.push(error));
+    candidate.on('refresh', async () => {
+      throw new Error('async listener bug');
+    });
+    await clock.advance(1100);
+    expect(errors.map((e) => e.message)).toContain('a "refresh" listener threw: async listener bug');
+    expect(candidate.isSelected()).toBe(true);
+  });
+
+  it('ping confirms the leader on followers and on the leader', async () => {
+    const c = cluster(2);
+    const pings: string[] = [];
+    for (const { candidate, node } of c.nodes) candidate.on('ping', (_value, leaderId) => pings.push(`${node}<-${leaderId}`));
+    await startAll(c);
+    await run(c, 1100);
+    const leader = c.leaders()[0]!.node;
+    expect(pings).toContain(`${leader}<-${leader}`);
+    expect(pings).toContain(`${c.nodes.find((n) => n.node !== leader)!.node}<-${leader}`);
+  });
+
+  it('whenSelected() resolves on select, at once when selected, and rejects on abort', async () => {
+    const c = cluster(2);
+    const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
+    const aSelected = a.candidate.whenSelected();
+    started.push(a.candidate);
+    await a.candidate.start();
+    await settle();
+    await expect(aSelected).resolves.toBeUndefined();
+    await expect(a.candidate.whenSelected()).resolves.toBeUndefined();
+    started.push(b.candidate);
+    await b.candidate.start();
+    const controller = new AbortController();
+    const bSelected = b.candidate.whenSelected(controller.signal);
+    controller.abort(new Error('gave up'));
+    await expect(bSelected).rejects.toThrow('gave up');
+  });
+
+  it('changes() yields the current holder, then every change, and ends on stop', async () => {
+    const c = cluster(2);
+    const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
+    await startAll(c);
+    await settle();
+    const seen: (string | null)[] = [];
+    const consumer = (async () => {
+      for await (const holder of b.candidate.changes()) seen.push(holder?.id ?? null);
+    })();
+    const first = a.candidate.isSelected() ? a : b;
+    await first.candidate.stop();
+    await settle();
+    await b.candidate.stop();
+    await consumer;
+    expect(seen[0]).toBe(first.node);
+    expect(seen).toContain(null);
+    if (first === a) expect(seen).toContain('n1');
+  });
+
+  it('locker(store)(options) makes candidates, as the locked module did', async () => {
+    const node = locker(new MemoryStore())({ path: '/master', id: 'node1', value: 'apples' });
+    expect(node).toBeInstanceOf(Candidate);
+    expect(node.localid()).toBe('node1');
+    expect(node.localvalue()).toBe('apples');
+    expect(node.localdata()).toBe('node1:::apples');
+  });
+});
+
+describe('Candidate: bad input is refused where it is given', () => {
+  const store = new MemoryStore();
+  const make = (options: unknown, on: LockStore = store) => () => new Candidate(on, options as CandidateOptions);
+  const cases: [string, unknown, RegExp][] = [
+    ['no options', undefined, /options must be an object/],
+    ['empty path', { path: '' }, /"path" must be a non-empty string.*got string ""/],
+    ['non-string path', { path: 42 }, /"path" must be a non-empty string.*got number 42/],
+    ['ttl 0', { path: '/p', ttl: 0 }, /"ttl" must be a finite number of seconds greater than 0 \(got number 0\)/],
+    ['negative ttl', { path: '/p', ttl: -1 }, /"ttl".*got number -1/],
+    ['NaN ttl', { path: '/p', ttl: Number.NaN }, /"ttl".*got NaN/],
+    ['Infinity ttl', { path: '/p', ttl: Number.POSITIVE_INFINITY }, /"ttl".*got number Infinity/],
+    ['string ttl', { path: '/p', ttl: '10' }, /"ttl".*got string "10"/],
+    ['non-string value', { path: '/p', value: 10 }, /"value" must be a string.*got number 10/],
+    ['empty id', { path: '/p', id: '' }, /"id" must be a non-empty string/],
+    ['refreshInterval >= ttl', { path: '/p', ttl: 10, refreshInterval: 10 }, /"refreshInterval" must be less than ttl - safetyMargin = 8/],
+    ['refreshInterval past the deadline', { path: '/p', ttl: 10, refreshInterval: 9 }, /"refreshInterval"/],
+    ['safetyMargin >= ttl', { path: '/p', ttl: 10, safetyMargin: 10 }, /"safetyMargin" must be a number of seconds from 0 up to \(not including\) ttl = 10/],
+    ['negative safetyMargin', { path: '/p', safetyMargin: -1 }, /"safetyMargin"/],
+    ['requestTimeout 0', { path: '/p', requestTimeout: 0 }, /"requestTimeout"/],
+    ['backoff.max < initial', { path: '/p', backoff: { initial: 2, max: 1 } }, /"backoff.max" must be at least backoff.initial = 2/],
+    ['bad clock', { path: '/p', clock: {} }, /"clock"/],
+    ['bad random', { path: '/p', random: 0.5 }, /"random"/],
+  ];
+  for (const [label, options, message] of cases) {
+    it(`refuses ${label}`, () => {
+      expect(make(options)).toThrow(message);
+      if (options) expect(make(options)).toThrow(VipOptionError);
+    });
+  }
+
+  it('refuses a store that is not a LockStore', () => {
+    expect(make({ path: '/p' }, {} as LockStore)).toThrow(/store must be a LockStore/);
+  });
+
+  it("checks the store's declared limits", () => {
+    const limited = new MemoryStore({ limits: { minTtl: 10, maxTtl: 100, maxValueBytes: 16 } });
+    expect(make({ path: '/p', ttl: 5 }, limited)).toThrow(/"ttl" must be at least 10 seconds for this store/);
+    expect(make({ path: '/p', ttl: 101 }, limited)).toThrow(/"ttl" must be at most 100 seconds for this store/);
+    expect(make({ path: '/p', ttl: 10, id: 'a', value: 'é'.repeat(8) }, limited)).toThrow(/"value" must be at most 16 bytes/);
+    expect(make({ path: '/p', ttl: 10, id: 'a', value: 'x' }, limited)).not.toThrow();
+  });
+
+  it('accepts fractional seconds', () => {
+    const candidate = new Candidate(store, { path: '/p', ttl: 0.75 });
+    expect(candidate.ttl()).toBe(0.75);
+  });
+
+  it('refuses a bad resign holdOff', async () => {
+    const candidate = new Candidate(store, { path: '/p' });
+    await expect(candidate.resign({ holdOff: -1 })).rejects.toThrow(/"holdOff" must be a number of seconds >= 0/);
+  });
+});
