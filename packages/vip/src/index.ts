@@ -1,1 +1,30 @@
-export {};
+import type { LockStore } from '@vip/core';
+import { parseConnectionString } from './connection.js';
+import { Service, type LeaderFunction, type ServiceOptions } from './service.js';
+
+export { openStore, parseConnectionString, VipConnectionError, type Backend, type ParsedConnection } from './connection.js';
+export { Service, type LeaderContext, type LeaderFunction, type ServiceOptions } from './service.js';
+
+/** Makes services that share one store: `controller(options, fn)`. */
+export type Controller = (options: ServiceOptions, fn: LeaderFunction) => Service;
+
+/**
+ * `vip(store)` returns a controller; `controller(options, fn)` returns a
+ * service that runs `fn` each time this node becomes leader of `options.path`.
+ *
+ * `store` is a `LockStore` (an `EtcdStore`, a `ConsulStore`, a `MemoryStore`)
+ * or a connection string: `etcd://h1:2379,h2:2379`, `etcds://…`,
+ * `consul://h:8500`, `consuls://…`, `memory://`, or a bare `h1:4001,h2:4002`
+ * (etcd), as the seed module took it. With a string, each service opens its
+ * own store on `start()` (loading `@vip/etcd` or `@vip/consul` then) and
+ * closes it on `stop()`.
+ */
+export function vip(store: LockStore | string): Controller {
+  if (typeof store === 'string') parseConnectionString(store);
+  else if (store === null || typeof store !== 'object' || typeof store.compareAndSwap !== 'function') {
+    throw new TypeError(`vip: expected a LockStore or a connection string such as "etcd://127.0.0.1:2379" (got ${store === null ? 'null' : typeof store})`);
+  }
+  return (options, fn) => new Service(store, options, fn);
+}
+
+export default vip;

@@ -1,0 +1,214 @@
+/**
+ * The run-once wrapper: run a function only while this node leads, with an
+ * AbortSignal that fires when leadership ends.
+ *
+ * Order on the way out matters (kubernetes#139504): the leader's work is told
+ * to stop (signal aborted) and awaited, bounded, *before* the key is released,
+ * so the next leader never starts while this one is still winding down.
+ */
+import { EventEmitter } from 'node:events';
+import { Candidate, type CandidateEvents, type CandidateOptions, type DeselectReason, type LockStore } from '@vip/core';
+import { openStore, parseConnectionString } from './connection.js';
+
+/** What `fn` gets each time this node becomes leader. */
+export interface LeaderContext {
+  /** Aborts when this term ends (deselect, stop), at the latest at the local deadline. */
+  readonly signal: AbortSignal;
+  /** The fencing token of this term: pass it to whatever you write to. */
+  readonly token: bigint;
+  /** This node's id and value. */
+  readonly id: string;
+  readonly value: string;
+}
+
+export type LeaderFunction = (context: LeaderContext) => unknown;
+
+export interface ServiceOptions extends CandidateOptions {
+  /**
+   * What to do when `fn` throws or its promise rejects. `'resign'` (default):
+   * report it on `error`, give up leadership and stay out of the election for
+   * `resignHoldOff` seconds so another node can take the job. `'stop'`:
+   * report it and stop the service. `'continue'`: report it and keep leading.
+   */
+  onError?: 'resign' | 'stop' | 'continue';
+  /** Seconds a resigned node waits before campaigning again. Default: ttl. */
+  resignHoldOff?: number;
+  /** Seconds `stop()` waits for `fn` to settle after aborting its signal. Default 10. */
+  stopTimeout?: number;
+}
+
+const ON_ERROR = ['resign', 'stop', 'continue'] as const;
+
+function describe(value: unknown): string {
+  return typeof value === 'string' ? `string ${JSON.stringify(value)}` : typeof value === 'number' ? `number ${value}` : typeof value;
+}
+
+/** One election plus the function it guards. Events are the candidate's. */
+export class Service extends EventEmitter<CandidateEvents> {
+  readonly options: ServiceOptions;
+  readonly #fn: LeaderFunction;
+  readonly #storeSource: LockStore | string;
+  #candidate: Candidate | undefined;
+  #store: LockStore | undefined;
+  #ownsStore = false;
+  #term: { controller: AbortController; settled: Promise<void> } | undefined;
+  #starting: Promise<void> | undefined;
+  #stopping: Promise<void> | undefined;
+
+  constructor(store: LockStore | string, options: ServiceOptions, fn: LeaderFunction) {
+    super();
+    if (typeof fn !== 'function') throw new TypeError(`vip: the leader function must be a function (got ${describe(fn)})`);
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError(`vip: options must be an object like { path: '/my-job' } (got ${describe(options)})`);
+    }
+    const { onError = 'resign', resignHoldOff, stopTimeout = 10 } = options;
+    if (!ON_ERROR.includes(onError)) throw new TypeError(`vip: option "onError" must be one of ${ON_ERROR.join(', ')} (got ${describe(onError)})`);
+    if (resignHoldOff !== undefined && !(typeof resignHoldOff === 'number' && Number.isFinite(resignHoldOff) && resignHoldOff >= 0)) {
+      throw new TypeError(`vip: option "resignHoldOff" must be a number of seconds >= 0 (got ${describe(resignHoldOff)})`);
+    }
+    if (!(typeof stopTimeout === 'number' && Number.isFinite(stopTimeout) && stopTimeout > 0)) {
+      throw new TypeError(`vip: option "stopTimeout" must be a number of seconds > 0 (got ${describe(stopTimeout)})`);
+    }
+    this.options = options;
+    this.#fn = fn;
+    this.#storeSource = store;
+    if (typeof store === 'string') {
+      // Validate the string and every option now, where they were given; the
+      // adapter is loaded on start() and checks its own limits (Consul's TTL) then.
+      parseConnectionString(store);
+      new Candidate(PROBE_STORE, options);
+    } else {
+      this.#candidate = this.#makeCandidate(store);
+    }
+  }
+
+  /** The candidate behind the service (created on start() for a connection string). */
+  get candidate(): Candidate | undefined {
+    return this.#candidate;
+  }
+
+  isSelected(): boolean {
+    return this.#candidate?.isSelected() ?? false;
+  }
+
+  token(): bigint | null {
+    return this.#candidate?.token() ?? null;
+  }
+
+  id(): string | null {
+    return this.#candidate?.id() ?? null;
+  }
+
+  value(): string | null {
+    return this.#candidate?.value() ?? null;
+  }
+
+  async start(): Promise<void> {
+    if (this.#stopping) await this.#stopping;
+    this.#starting ??= (async () => {
+      if (!this.#candidate) {
+        this.#store = await openStore(this.#storeSource as string);
+        this.#ownsStore = true;
+        this.#candidate = this.#makeCandidate(this.#store);
+      }
+      await this.#candidate.start();
+    })().finally(() => {
+      this.#starting = undefined;
+    });
+    return this.#starting;
+  }
+
+  /** Abort the running function, wait for it (bounded), then resign and stop. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      if (this.#starting) await this.#starting.catch(() => {});
+      await this.#endTerm();
+      await this.#candidate?.stop();
+      if (this.#ownsStore && this.#store) {
+        await this.#store.close();
+        this.#candidate = undefined;
+        this.#store = undefined;
+        this.#ownsStore = false;
+      }
+    })().finally(() => {
+      this.#stopping = undefined;
+    });
+    return this.#stopping;
+  }
+
+  #makeCandidate(store: LockStore): Candidate {
+    const candidate = new Candidate(store, this.options);
+    for (const event of ['change', 'refresh', 'ping', 'error'] as const) {
+      candidate.on(event, (...args: unknown[]) => this.#forward(event, args));
+    }
+    candidate.on('select', (...args) => {
+      this.#forward('select', args);
+      this.#runTerm(candidate, args[2].token);
+    });
+    candidate.on('deselect', (reason) => {
+      this.#term?.controller.abort(new Error(`leadership ended: ${reason}`));
+      this.#term = undefined;
+      this.#forward('deselect', [reason]);
+    });
+    return candidate;
+  }
+
+  #runTerm(candidate: Candidate, token: bigint): void {
+    const controller = new AbortController();
+    const context: LeaderContext = { signal: controller.signal, token, id: candidate.localid(), value: candidate.localvalue() };
+    const settled = (async () => {
+      try {
+        await this.#fn(context);
+      } catch (error) {
+        if (controller.signal.aborted) return; // failing while being stopped is not news
+        this.#failed(candidate, error);
+      }
+    })();
+    this.#term = { controller, settled };
+  }
+
+  #failed(candidate: Candidate, error: unknown): void {
+    const wrapped = new Error(`the leader function failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    this.#forward('error', [wrapped]);
+    const policy = this.options.onError ?? 'resign';
+    if (policy === 'resign') {
+      void candidate.resign({ reason: 'error', holdOff: this.options.resignHoldOff ?? candidate.ttl() });
+    } else if (policy === 'stop') {
+      void this.stop();
+    }
+  }
+
+  async #endTerm(): Promise<void> {
+    const term = this.#term;
+    if (!term) return;
+    term.controller.abort(new Error('leadership ended: stopped'));
+    const limit = (this.options.stopTimeout ?? 10) * 1000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), limit)));
+    const outcome = await Promise.race([term.settled.then(() => 'done' as const), late]);
+    clearTimeout(timer);
+    if (outcome === 'late') {
+      this.#forward('error', [new Error(`the leader function did not stop within ${limit / 1000} s of its signal; resigning anyway`)]);
+    }
+  }
+
+  /** Forward an event: an `error` nobody listens to is dropped, never thrown. */
+  #forward(event: keyof CandidateEvents, args: unknown[]): void {
+    if (event === 'error' && this.listenerCount('error') === 0) return;
+    try {
+      (this.emit as (event: string, ...args: unknown[]) => boolean)(event, ...args);
+    } catch (error) {
+      if (event !== 'error') this.#forward('error', [error]);
+    }
+  }
+}
+
+/** A stand-in store to validate options before the real adapter is loaded; never called. */
+const PROBE_STORE: LockStore = {
+  compareAndSwap: () => Promise.reject(new Error('probe')),
+  refresh: () => Promise.reject(new Error('probe')),
+  watch: () => ({ [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(new Error('probe')) }) }),
+  close: () => Promise.resolve(),
+};
+
+export type { DeselectReason };
