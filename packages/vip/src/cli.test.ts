@@ -1,0 +1,129 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+
+// The CLI as a user runs it: a real `vip` process supervising a real child.
+// memory:// keeps the election inside that one process; elections across
+// processes are tested against real etcd in test-integration/.
+const bin = fileURLToPath(new URL('../bin/vip.mjs', import.meta.url));
+const spawned: ChildProcess[] = [];
+afterEach(() => {
+  for (const child of spawned.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+
+function vip(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  spawned.push(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk) => (stdout += chunk));
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return { child, exited, out: () => stdout, err: () => stderr };
+}
+
+async function until(condition: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const start = Date.now();
+  while (!condition()) {
+    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+const node = (script: string): string[] => [process.execPath, '-e', script];
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe('vip run', () => {
+  it('runs the command with VIP_TOKEN, VIP_PATH, VIP_ID, VIP_VALUE and exits with its code', async () => {
+    const run = vip(['run', '--store', 'memory://', '--path', '/job', '--id', 'me', '--value', 'v', '--', ...node(
+      'console.log([process.env.VIP_TOKEN, process.env.VIP_PATH, process.env.VIP_ID, process.env.VIP_VALUE].join(" ")); process.exit(7)',
+    )]);
+    expect((await run.exited).code).toBe(7);
+    expect(run.out().trim()).toBe('1 /job me v');
+    expect(run.err()).toContain('resigning');
+  });
+
+  it('takes --store from VIP_STORE', async () => {
+    const run = vip(['run', '--path', '/job', '--', ...node('process.exit(0)')], { VIP_STORE: 'memory://' });
+    expect((await run.exited).code).toBe(0);
+  });
+
+  it('forwards SIGTERM to the command, waits for it, then exits', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vip-cli-'));
+    const marker = join(dir, 'got-sigterm');
+    const run = vip(['run', '--store', 'memory://', '--path', '/job', '--', ...node(
+      `process.on("SIGTERM", () => { require("fs").writeFileSync(${JSON.stringify(marker)}, "yes"); process.exit(0); }); console.log("ready"); setInterval(() => {}, 1000)`,
+    )]);
+    await until(() => run.out().includes('ready'), 'the command to start');
+    run.child.kill('SIGTERM');
+    const { code } = await run.exited;
+    expect(existsSync(marker) && readFileSync(marker, 'utf8')).toBe('yes');
+    expect(code).toBe(0);
+  });
+
+  it('kills the command with SIGKILL when it ignores SIGTERM past --grace', async () => {
+    const run = vip(['run', '--store', 'memory://', '--path', '/job', '--grace', '0.5', '--', ...node(
+      'process.on("SIGTERM", () => {}); process.on("SIGINT", () => {}); console.log("ready"); setInterval(() => {}, 1000)',
+    )]);
+    await until(() => run.out().includes('ready'), 'the command to start');
+    run.child.kill('SIGINT');
+    const { code } = await run.exited;
+    expect(code).toBe(128 + 9);
+    expect(run.err()).toContain('sending SIGKILL');
+  });
+
+  it.runIf(process.platform === 'linux')('never leaves the command running when vip itself is killed with SIGKILL', async () => {
+    const run = vip(['run', '--store', 'memory://', '--path', '/job', '--', ...node('console.log(process.pid); setInterval(() => {}, 1000)')]);
+    await until(() => /\d+\n/.test(run.out()), 'the command to print its pid');
+    const pid = Number(run.out().trim());
+    expect(alive(pid)).toBe(true);
+    run.child.kill('SIGKILL');
+    await run.exited;
+    await until(() => !alive(pid), `the command (pid ${pid}) to die with vip`);
+  });
+
+  it('--restart starts the command again when it exits while still leading', async () => {
+    const run = vip(['run', '--store', 'memory://', '--path', '/job', '--restart', '--', ...node('console.log("run"); setTimeout(() => process.exit(3), 50)')]);
+    await until(() => (run.out().match(/run/g) ?? []).length >= 3, 'three runs');
+    run.child.kill('SIGTERM');
+    await run.exited;
+    expect(run.err()).toContain('restarting it (--restart)');
+  });
+
+  it('refuses bad usage with exit code 2 and a message naming the flag', async () => {
+    const cases: [string[], RegExp][] = [
+      [['run', '--store', 'memory://', '--path', '/j', '--ttl', '0', '--', 'true'], /--ttl must be a number of seconds greater than 0 \(got "0"\)/],
+      [['run', '--store', 'memory://', '--path', '/j'], /a command to run is required after --/],
+      [['run', '--store', 'memory://', '--', 'true'], /--path is required/],
+      [['status', '--store', 'nope://x', '--path', '/j'], /unknown scheme "nope:\/\/"/],
+      [['run', '--store', 'memory://', '--path', '', '--', 'true'], /--path is required/],
+      [['bogus'], /unknown command "bogus"/],
+    ];
+    for (const [args, message] of cases) {
+      const run = vip(args);
+      expect((await run.exited).code, args.join(' ')).toBe(2);
+      expect(run.err()).toMatch(message);
+    }
+  });
+
+  it('explains every command with --help', async () => {
+    for (const command of ['run', 'status', 'watch']) {
+      const run = vip([command, '--help']);
+      expect((await run.exited).code).toBe(0);
+      expect(run.out()).toContain(`vip ${command}`);
+      expect(run.out()).toContain('Example:');
+    }
+  });
+});

@@ -1,0 +1,248 @@
+/**
+ * The `vip` command: run a command only while this node leads (like
+ * `consul lock` and `etcdctl lock`), and look at an election from a shell.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { Candidate, type Holder, type LockStore } from '@vip/core';
+import { openStore } from './connection.js';
+import { Supervisor } from './supervisor.js';
+
+const STORE_HELP = `--store URL      the store: etcd://h:2379[,h:2379], etcds://..., consul://h:8500,
+                   consuls://..., memory:// (default: $VIP_STORE)`;
+
+const HELP: Record<string, string> = {
+  main: `vip: leader election over etcd and Consul from the shell
+
+Usage:
+  vip run    --store URL --path P [options] -- COMMAND [ARGS...]
+  vip status --store URL --path P [--json]
+  vip watch  --store URL --path P [--json]
+  vip COMMAND --help
+
+Commands:
+  run      campaign for P and run COMMAND only while this node leads
+  status   print the current leader of P (exit 0), or that there is none (exit 3)
+  watch    print a line each time the leader of P changes, until interrupted
+
+Example:
+  vip run --store etcd://127.0.0.1:2379 --path /jobs/report -- node report.js`,
+  run: `vip run: run a command only while this node leads
+
+Usage: vip run --store URL --path P [options] -- COMMAND [ARGS...]
+
+  ${STORE_HELP}
+  --path P         the election key every node of this job shares (required)
+  --id ID          this node's id (default: hostname-pid-random)
+  --value V        a string every node sees while this node leads (default: '')
+  --ttl SECONDS    how long the store keeps a leader that stopped refreshing (default 10;
+                   Consul needs 10 to 86400)
+  --grace SECONDS  after SIGTERM, how long COMMAND may take to exit before SIGKILL when
+                   this node stops or is interrupted (default 10). When leadership is
+                   lost instead, COMMAND gets at most the safety margin (ttl/5): by then
+                   another node may be about to start its own copy
+  --restart        start COMMAND again when it exits while this node still leads
+                   (default: resign and exit with COMMAND's exit code, as consul lock does)
+  -h, --help       this help
+
+COMMAND runs with VIP_TOKEN (the fencing token of this term), VIP_PATH, VIP_ID and VIP_VALUE
+in its environment. SIGINT or SIGTERM to vip go to COMMAND; once it has exited, vip resigns
+so another node takes over at once, and exits.
+If vip itself dies, even by SIGKILL, COMMAND is killed too (Linux: the parent-death signal,
+set with setpriv from util-linux). On other systems COMMAND may outlive a killed vip.
+
+Example:
+  vip run --store etcd://127.0.0.1:2379 --path /jobs/report --ttl 10 --grace 30 -- node report.js`,
+  status: `vip status: who leads P now
+
+Usage: vip status --store URL --path P [--json]
+
+  ${STORE_HELP}
+  --path P         the election key (required)
+  --json           print {"leader": {"id", "value", "token"}} or {"leader": null}
+  -h, --help       this help
+
+Exit code: 0 when P has a leader, 3 when it has none, 2 on bad usage, 1 on store errors.
+
+Example:
+  vip status --store consul://127.0.0.1:8500 --path jobs/report --json`,
+  watch: `vip watch: follow the leader of P
+
+Usage: vip watch --store URL --path P [--json]
+
+  ${STORE_HELP}
+  --path P         the election key (required)
+  --json           one JSON object per line
+  -h, --help       this help
+
+Prints the current leader, then one line per change, until SIGINT or SIGTERM.
+
+Example:
+  vip watch --store etcd://127.0.0.1:2379 --path /jobs/report`,
+};
+
+class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly command: string,
+  ) {
+    super(message);
+  }
+}
+
+const common = {
+  store: { type: 'string' },
+  path: { type: 'string' },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const satisfies ParseArgsConfig['options'];
+
+const runOptions = {
+  ...common,
+  id: { type: 'string' },
+  value: { type: 'string' },
+  ttl: { type: 'string' },
+  grace: { type: 'string' },
+  restart: { type: 'boolean', default: false },
+} as const satisfies ParseArgsConfig['options'];
+
+function number(command: string, flag: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value) || value <= 0) {
+    throw new UsageError(`--${flag} must be a number of seconds greater than 0 (got ${JSON.stringify(text)})`, command);
+  }
+  return value;
+}
+
+function required(command: string, values: { store?: string | undefined; path?: string | undefined }): { store: string; path: string } {
+  const store = values.store ?? process.env.VIP_STORE;
+  if (!store) throw new UsageError('--store is required (or set VIP_STORE), e.g. --store etcd://127.0.0.1:2379', command);
+  if (!values.path) throw new UsageError('--path is required, e.g. --path /jobs/report', command);
+  return { store, path: values.path };
+}
+
+function show(holder: Holder | null, json: boolean): string {
+  if (json) {
+    return JSON.stringify({ leader: holder && { id: holder.id, value: holder.value, token: holder.token.toString() } });
+  }
+  return holder ? `leader: ${holder.id} (token ${holder.token}, value ${JSON.stringify(holder.value)})` : 'no leader';
+}
+
+/** Reads the first state of the key, then each change, until `signal` aborts. */
+async function follow(store: LockStore, path: string, signal: AbortSignal, onHolder: (holder: Holder | null) => boolean | void) {
+  for await (const holder of store.watch(path, signal)) {
+    if (onHolder(holder) === false) return;
+  }
+}
+
+async function status(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: common, strict: true });
+  if (values.help) return help('status');
+  const { store: url, path } = required('status', values);
+  const store = await openStore(url);
+  const controller = new AbortController();
+  let found: Holder | null = null;
+  try {
+    await follow(store, path, controller.signal, (holder) => {
+      found = holder;
+      return false;
+    });
+  } finally {
+    controller.abort();
+    await store.close();
+  }
+  console.log(show(found, values.json));
+  return found ? 0 : 3;
+}
+
+async function watch(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: common, strict: true });
+  if (values.help) return help('watch');
+  const { store: url, path } = required('watch', values);
+  const store = await openStore(url);
+  const controller = new AbortController();
+  const stop = (): void => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    await follow(store, path, controller.signal, (holder) => {
+      console.log(values.json ? show(holder, true) : `${new Date().toISOString()}  ${show(holder, false)}`);
+    });
+  } catch (error) {
+    if (!controller.signal.aborted) throw error;
+  } finally {
+    await store.close();
+  }
+  return 0;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: runOptions, strict: true, allowPositionals: true });
+  if (values.help) return help('run');
+  const { store: url, path } = required('run', values);
+  if (positionals.length === 0) throw new UsageError('a command to run is required after --, e.g. -- node job.js', 'run');
+  const ttl = number('run', 'ttl', values.ttl, 10);
+  const grace = number('run', 'grace', values.grace, 10);
+  const store = await openStore(url);
+  let candidate: Candidate;
+  try {
+    candidate = new Candidate(store, {
+      path,
+      ttl,
+      ...(values.id !== undefined ? { id: values.id } : {}),
+      ...(values.value !== undefined ? { value: values.value } : {}),
+    });
+  } catch (error) {
+    await store.close();
+    throw new UsageError((error as Error).message, 'run');
+  }
+  const supervisor = new Supervisor(candidate, {
+    command: positionals[0]!,
+    args: positionals.slice(1),
+    grace,
+    restart: values.restart,
+    log: (line) => process.stderr.write(`vip: ${line}\n`),
+  });
+  try {
+    return await supervisor.run();
+  } finally {
+    await store.close();
+  }
+}
+
+function help(command: string): number {
+  console.log(HELP[command] ?? HELP.main);
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'run':
+        return await run(rest);
+      case 'status':
+        return await status(rest);
+      case 'watch':
+        return await watch(rest);
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        return help(rest[0] ?? 'main');
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command)}; expected run, status or watch`, 'main');
+    }
+  } catch (error) {
+    const usage = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    const message = (error as Error).message.replace(/^vip: /, '');
+    if (usage || (error as { name?: string }).name === 'VipConnectionError') {
+      const where = error instanceof UsageError ? error.command : (command ?? 'main');
+      const prefix = where === 'main' ? 'vip' : `vip ${where}`;
+      console.error(`${prefix}: ${message}\nRun "${prefix} --help" for usage.`);
+      return 2;
+    }
+    console.error(`vip: ${message}`);
+    return 1;
+  }
+}
