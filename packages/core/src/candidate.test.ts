@@ -208,6 +208,49 @@ describe('Candidate: election', () => {
     expect(node.candidate.id()).toBe('intruder');
   });
 
+  it('a late "key free" event while leading is checked with the store, not trusted', async () => {
+    const clock = new FakeClock();
+    clocks.add(clock);
+    const inner = new MemoryStore({ clock });
+    let inject: ((holder: Holder | null) => void) | undefined;
+    // A store whose watch can be made to deliver a stale event, as a lagging stream would.
+    const store: LockStore = {
+      compareAndSwap: (...args) => inner.compareAndSwap(...args),
+      refresh: (...args) => inner.refresh(...args),
+      close: () => inner.close(),
+      async *watch(key, signal) {
+        const queue: (Holder | null)[] = [];
+        let wake: (() => void) | undefined;
+        inject = (holder) => (queue.push(holder), wake?.());
+        const forward = (async () => {
+          for await (const holder of inner.watch(key, signal)) inject!(holder);
+        })();
+        while (!signal.aborted) {
+          if (queue.length) yield queue.shift()!;
+          else await new Promise<void>((resolve) => ((wake = resolve), signal.addEventListener('abort', () => resolve())));
+        }
+        await forward;
+      },
+    };
+    const candidate = new Candidate(store, { path: '/job', id: 'a', ttl: TTL, clock });
+    started.push(candidate);
+    const reasons: string[] = [];
+    candidate.on('deselect', (reason) => reasons.push(reason));
+    await candidate.start();
+    await settle();
+    const token = candidate.token();
+    expect(token).not.toBeNull();
+    inject!(null); // stale: the key is still ours
+    await settle();
+    expect(candidate.isSelected()).toBe(true);
+    expect(candidate.token()).toBe(token);
+    expect(reasons).toEqual([]);
+    // A real loss behind a live hold is caught the same way.
+    await inner.compareAndSwap('/job', inner.backend.get('/job'), null, TTL);
+    await settle();
+    expect(reasons).toEqual(['lost']);
+  });
+
   it('isSelected() is false after a long pause, before any timer has fired', async () => {
     const c = cluster(1);
     await startAll(c);

@@ -340,9 +340,10 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       this.#setLeader(holder);
       if (holder === null) {
         // The key looks free while we lead. The event may be late (a term that
-        // began and ended before ours), so re-check ownership with the store
-        // instead of trusting the wait (etcd-io/etcd#11051): refresh now.
-        this.#refresh(run, term);
+        // began and ended between our last look and our win), so re-check
+        // ownership with the store instead of trusting the wait
+        // (etcd-io/etcd#11051): rewrite our own term, guarded by it.
+        this.#refresh(run, term, 'verify');
       } else if (!sameTerm(holder, term.holder)) {
         this.#deselect('lost');
       }
@@ -525,16 +526,26 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     }, ms);
   }
 
-  #refresh(run: Run, term: Term): void {
+  /**
+   * Confirm the hold: `refresh` extends it; `verify` (when the watch showed the
+   * key free) rewrites our own term with a CAS guarded by it, which also tells
+   * a key deleted behind a live lease from a late event. Both confirm the hold
+   * for ttl from the send time, so both move the deadline.
+   */
+  #refresh(run: Run, term: Term, how: 'refresh' | 'verify' = 'refresh'): void {
     if (this.#term !== term || term.refreshing) return;
     term.refreshing = true;
     const sentAt = this.#clock.now();
     // No request may outlive the deadline: a hung call must not keep us leading.
     const timeout = Math.min(this.#options.requestTimeoutMs, term.deadline - sentAt);
+    const { path, ttl } = this.#options;
     const call = this.#call(
       run,
-      'refresh',
-      (signal) => this.#store.refresh(this.#options.path, term.holder, this.#options.ttl, signal),
+      how === 'refresh' ? 'refresh' : 'compareAndSwap',
+      (signal) =>
+        how === 'refresh'
+          ? this.#store.refresh(path, term.holder, ttl, signal)
+          : this.#store.compareAndSwap(path, term.holder, this.#claim, ttl, signal).then((result) => (result.ok ? result.holder : null)),
       timeout,
     );
     call.then(

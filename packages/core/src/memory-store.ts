@@ -124,12 +124,12 @@ export class MemoryStore implements LockStore {
     this.limits = options.limits;
   }
 
-  async compareAndSwap(key: string, expected: Holder | null, next: Claim | null, ttl: number): Promise<SwapResult> {
+  async compareAndSwap(key: string, expected: Holder | null, next: Claim | null, ttl: number, _signal?: AbortSignal): Promise<SwapResult> {
     this.#check(key, ttl);
     return this.backend.swap(this, key, expected, next, ttl);
   }
 
-  async refresh(key: string, held: Holder, ttl: number): Promise<Holder | null> {
+  async refresh(key: string, held: Holder, ttl: number, _signal?: AbortSignal): Promise<Holder | null> {
     this.#check(key, ttl);
     return this.backend.refresh(this, key, held, ttl);
   }

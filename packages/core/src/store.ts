@@ -87,7 +87,8 @@ export interface LockStore {
    *   chosen at once instead of after a TTL.
    * - `next` a claim: write it with a hold that expires on the server after
    *   `ttl` seconds without refresh. A new term (expected `null`) gets a new,
-   *   larger token.
+   *   larger token; rewriting our own term (expected our holder) keeps its
+   *   token, publishes the new value and confirms the hold like `refresh`.
    *
    * Resolves `{ ok: false }` when the guard failed, and rejects when the
    * outcome is unknown (network error, timeout): the caller must then treat

@@ -172,6 +172,19 @@ export function describeLockStore(
         expect(await store.refresh(key, held, ttl)).toEqual(held);
       });
 
+      test('rewriting our own term keeps its token and publishes the new value', async () => {
+        const [a, observer] = [await open(), await open()];
+        const key = freshKey('rewrite');
+        const held = expectWon(await a.compareAndSwap(key, null, claim('a', 'first'), ttl), claim('a', 'first'));
+        const recorder = watch(observer, key);
+        await recorder.until((holder) => holder?.value === 'first', watchMs, 'the first value');
+        const rewritten = expectWon(await a.compareAndSwap(key, held, claim('a', 'second'), ttl), claim('a', 'second'));
+        expect(rewritten.token).toBe(held.token);
+        await recorder.until((holder) => holder?.value === 'second', watchMs, 'the new value');
+        expect(recorder.last()).toEqual(rewritten);
+        expect(await a.refresh(key, rewritten, ttl)).toEqual(rewritten);
+      });
+
       test('a release frees the key for the next contender at once', async () => {
         const [a, b] = [await open(), await open()];
         const key = freshKey('release');
