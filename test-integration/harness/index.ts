@@ -5,3 +5,4 @@ export { EtcdCluster, startEtcd, type EtcdMember, type EtcdOptions } from './etc
 export { ConsulAgent, startConsul, type ConsulOptions } from './consul.js';
 export { TcpProxy, startProxy } from './proxy.js';
 export { uniquePrefix } from './keys.js';
+export { CandidateProcess, Election, type CandidateSpec } from './processes.js';
