@@ -1,0 +1,2 @@
+export { EtcdStore, type EtcdStoreOptions } from './etcd-store.js';
+export { parseEtcdConnectionString } from './connection.js';
