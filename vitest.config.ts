@@ -11,6 +11,8 @@ export default defineConfig({
           name: 'unit',
           include: ['packages/*/src/**/*.test.ts'],
           environment: 'node',
+          // Unit tests first, then the integration tests with their own worker limit.
+          sequence: { groupOrder: 0 },
         },
       },
       {
@@ -23,6 +25,7 @@ export default defineConfig({
           hookTimeout: 120_000,
           // Each file starts its own servers on free ports; two cores, so keep it small.
           maxWorkers: 2,
+          sequence: { groupOrder: 1 },
         },
       },
     ],
