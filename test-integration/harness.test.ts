@@ -38,7 +38,8 @@ describe('test harness', () => {
     const etcd = await startEtcd({ members: 3 });
     cleanup.push(() => etcd.close());
     await etcd.killMember(0);
-    await etcdPut(etcd.endpoints[1]!, '/harness/q', 'one down');
+    await etcd.waitHealthy(); // the two left elect a raft leader if they lost theirs
+    await etcdPut(etcd.endpoints[1]!, '/harness/q', 'one down', 10_000);
     await etcd.killMember(1);
     await expect(etcdPut(etcd.endpoints[2]!, '/harness/q', 'no quorum', 2000)).rejects.toThrow();
     await etcd.startMember(0, false);
