@@ -240,15 +240,22 @@ describe('Candidate: election', () => {
     await settle();
     const token = candidate.token();
     expect(token).not.toBeNull();
+    const changes: (string | null)[] = [];
+    candidate.on('change', (_value, leaderId) => changes.push(leaderId));
     inject!(null); // stale: the key is still ours
     await settle();
     expect(candidate.isSelected()).toBe(true);
     expect(candidate.token()).toBe(token);
+    expect(candidate.id()).toBe('a');
+    expect(changes).toEqual([]); // nobody was told the key is free
     expect(reasons).toEqual([]);
-    // A real loss behind a live hold is caught the same way.
+    // A real loss behind a live hold is caught the same way, and the candidate
+    // campaigns again for the key it now knows is free.
     await inner.compareAndSwap('/job', inner.backend.get('/job'), null, TTL);
     await settle();
     expect(reasons).toEqual(['lost']);
+    expect(candidate.isSelected()).toBe(true);
+    expect(candidate.token()! > token!).toBe(true);
   });
 
   it('isSelected() is false after a long pause, before any timer has fired', async () => {

@@ -337,16 +337,17 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     if (term) {
       // A holder older than our term is a late event from before we won: ignore it.
       if (holder !== null && holder.token < term.holder.token) return;
-      this.#setLeader(holder);
       if (holder === null) {
         // The key looks free while we lead. The event may be late (a term that
         // began and ended between our last look and our win), so re-check
         // ownership with the store instead of trusting the wait
-        // (etcd-io/etcd#11051): rewrite our own term, guarded by it.
+        // (etcd-io/etcd#11051): rewrite our own term, guarded by it. Until
+        // the store answers, nobody is told the key is free.
         this.#refresh(run, term, 'verify');
-      } else if (!sameTerm(holder, term.holder)) {
-        this.#deselect('lost');
+        return;
       }
+      this.#setLeader(holder);
+      if (!sameTerm(holder, term.holder)) this.#deselect('lost');
       return;
     }
     this.#setLeader(holder);
@@ -388,9 +389,12 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   async #busyWith(run: Run, work: () => Promise<void>): Promise<void> {
     this.#busy = true;
     this.#dirty = false;
+    const done = work();
+    run.pending.add(done); // stop() waits for it, so a key won meanwhile is released before stop() resolves
     try {
-      await work();
+      await done;
     } finally {
+      run.pending.delete(done);
       this.#busy = false;
     }
     if (this.#dirty) {
@@ -539,21 +543,26 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     // No request may outlive the deadline: a hung call must not keep us leading.
     const timeout = Math.min(this.#options.requestTimeoutMs, term.deadline - sentAt);
     const { path, ttl } = this.#options;
-    const call = this.#call(
+    // `current`: who holds the key instead, when the store said so (a refused CAS does).
+    type Answer = { held: Holder | null; current?: Holder | null };
+    const call = this.#call<Answer>(
       run,
       how === 'refresh' ? 'refresh' : 'compareAndSwap',
       (signal) =>
         how === 'refresh'
-          ? this.#store.refresh(path, term.holder, ttl, signal)
-          : this.#store.compareAndSwap(path, term.holder, this.#claim, ttl, signal).then((result) => (result.ok ? result.holder : null)),
+          ? this.#store.refresh(path, term.holder, ttl, signal).then((held) => ({ held }))
+          : this.#store
+              .compareAndSwap(path, term.holder, this.#claim, ttl, signal)
+              .then((result) => (result.ok ? { held: result.holder } : { held: null, current: result.holder })),
       timeout,
     );
     call.then(
-      (held) => {
+      ({ held, current }) => {
         term.refreshing = false;
         if (this.#term !== term) return;
         if (held === null || !sameTerm(held, term.holder)) {
           this.#deselect('lost');
+          if (current !== undefined) this.#setLeader(current);
           this.#reconsider(run);
           return;
         }
