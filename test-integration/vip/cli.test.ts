@@ -1,0 +1,123 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { repositoryRoot, startEtcd, uniquePrefix, type EtcdCluster } from '../harness/index.js';
+
+// `vip run` processes against a real etcd: the guarded command runs on exactly
+// one node at a time, dies with its `vip`, and moves to the other node.
+const bin = join(repositoryRoot, 'packages', 'vip', 'bin', 'vip.mjs');
+const TTL = 2;
+
+const spawned: ChildProcess[] = [];
+const cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const child of spawned.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const close of cleanup.splice(0).reverse()) await close();
+});
+
+function vip(args: string[]) {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  spawned.push(child);
+  const out: string[] = [];
+  const err: string[] = [];
+  child.stdout!.on('data', (chunk) => out.push(String(chunk)));
+  child.stderr!.on('data', (chunk) => err.push(String(chunk)));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, exited, out: () => out.join(''), err: () => err.join('') };
+}
+
+async function until(condition: () => boolean, what: string, ms = 30_000): Promise<void> {
+  const start = Date.now();
+  while (!condition()) {
+    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** The guarded command: logs its start and end, with the machine clock, to a shared file. */
+function worker(logFile: string): string[] {
+  const script = `
+    const fs = require('fs');
+    const log = (what) => fs.appendFileSync(${JSON.stringify(logFile)}, JSON.stringify({ what, id: process.env.VIP_ID, token: process.env.VIP_TOKEN, pid: process.pid, at: Date.now() }) + '\\n');
+    log('start');
+    process.on('SIGTERM', () => { log('stop'); process.exit(0); });
+    setInterval(() => {}, 1000);`;
+  return [process.execPath, '-e', script];
+}
+
+interface WorkerLine {
+  what: 'start' | 'stop';
+  id: string;
+  token: string;
+  pid: number;
+  at: number;
+}
+const readLog = (file: string): WorkerLine[] =>
+  existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as WorkerLine) : [];
+
+async function setup() {
+  const etcd: EtcdCluster = await startEtcd();
+  cleanup.push(() => etcd.close());
+  const dir = mkdtempSync(join(tmpdir(), 'vip-run-'));
+  return { etcd, store: etcd.connectionString, path: `${uniquePrefix('vip-run')}job`, logFile: join(dir, 'workers.log') };
+}
+
+describe('vip run against a real etcd', () => {
+  it('two vip run processes: exactly one command runs; kill -9 of its vip kills it, and the other starts its own after the ttl', async () => {
+    const { store, path, logFile } = await setup();
+    const watcher = vip(['watch', '--store', store, '--path', path, '--json']);
+    const first = vip(['run', '--store', store, '--path', path, '--id', 'first', '--ttl', String(TTL), '--', ...worker(logFile)]);
+    await until(() => readLog(logFile).length === 1, 'the first command');
+    const second = vip(['run', '--store', store, '--path', path, '--id', 'second', '--ttl', String(TTL), '--', ...worker(logFile)]);
+    await until(() => second.err().includes('leader is first'), 'the second vip to see the leader');
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(readLog(logFile).map((line) => `${line.what}:${line.id}`)).toEqual(['start:first']);
+
+    const status = vip(['status', '--store', store, '--path', path, '--json']);
+    expect(await status.exited).toBe(0);
+    const running = readLog(logFile)[0]!;
+    expect(JSON.parse(status.out())).toEqual({ leader: { id: 'first', value: '', token: running.token } });
+
+    const killedAt = Date.now();
+    first.child.kill('SIGKILL');
+    await until(() => !alive(running.pid), 'the first command to die with its vip', 10_000);
+    const diedAt = Date.now();
+    await until(() => readLog(logFile).some((line) => line.what === 'start' && line.id === 'second'), 'the second command', 30_000);
+    const next = readLog(logFile).find((line) => line.id === 'second')!;
+    expect(next.at).toBeGreaterThanOrEqual(diedAt - 50);
+    expect(next.at - killedAt).toBeGreaterThanOrEqual((TTL * 1000 * 2) / 3); // the lease had to expire
+    expect(BigInt(next.token) > BigInt(running.token)).toBe(true);
+
+    second.child.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+    expect(readLog(logFile).at(-1)).toMatchObject({ what: 'stop', id: 'second' });
+    const after = vip(['status', '--store', store, '--path', path]);
+    expect(await after.exited).toBe(3);
+    expect(after.out().trim()).toBe('no leader');
+
+    watcher.child.kill('SIGINT');
+    await watcher.exited;
+    const seen = watcher.out().trim().split('\n').map((line) => (JSON.parse(line) as { leader: { id: string } | null }).leader?.id ?? null);
+    expect(seen).toEqual([null, 'first', null, 'second', null]);
+  });
+
+  it("propagates the command's exit code and resigns at once", async () => {
+    const { store, path } = await setup();
+    const run = vip(['run', '--store', store, '--path', path, '--ttl', '10', '--', process.execPath, '-e', 'process.exit(5)']);
+    expect(await run.exited).toBe(5);
+    const status = vip(['status', '--store', store, '--path', path]);
+    expect(await status.exited).toBe(3); // resigned: no waiting for a 10 s lease
+  });
+});
+
