@@ -27,7 +27,7 @@
  *   `?consistent`: a partitioned old Consul leader can serve stale reads (hashicorp/consul#54).
  */
 import { EventEmitter } from 'node:events';
-import type { Claim, Holder, LockStore, StoreLimits, SwapResult } from '@vip/core';
+import { coalesce, type Claim, type Holder, type LockStore, type StoreLimits, type SwapResult } from '@vip/core';
 import Consul from 'consul';
 import { parseConsulConnectionString } from './connection.js';
 
@@ -84,8 +84,8 @@ interface Session {
   readonly ttl: number;
   readonly id: string;
   lost: boolean;
-  /** The next renew, not yet sent: callers who join it began before it is sent. */
-  next: Promise<boolean> | undefined;
+  /** A renew shared by every caller that arrives before it is sent (see `coalesce`). */
+  confirm: () => Promise<boolean>;
 }
 
 interface Hold {
@@ -314,7 +314,7 @@ export class ConsulStore implements LockStore {
           behavior: 'delete',
           timeout: 10_000,
         })
-        .then((created): Session => ({ ttl, id: created.ID, lost: false, next: undefined }));
+        .then((created) => this.#session(ttl, created.ID));
       this.#sessions.set(ttl, creating);
       creating.catch(() => {
         if (this.#sessions.get(ttl) === creating) this.#sessions.delete(ttl);
@@ -328,13 +328,16 @@ export class ConsulStore implements LockStore {
   }
 
   /** One renew sent after every caller joined: true if alive, false if Consul says it is gone (404). */
-  #renew(session: Session, signal?: AbortSignal): Promise<boolean> {
-    if (session.lost) return Promise.resolve(false);
-    void signal; // shared by several callers: one caller's abort must not cancel the others' renew
-    session.next ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
-      session.next = undefined;
+  // The renew is shared by several callers: one caller's abort signal must not cancel the others' renew.
+  #renew(session: Session, _signal?: AbortSignal): Promise<boolean> {
+    return session.lost ? Promise.resolve(false) : session.confirm();
+  }
+
+  #session(ttl: number, id: string): Session {
+    const session: Session = { ttl, id, lost: false, confirm: () => Promise.resolve(false) };
+    session.confirm = coalesce(async () => {
       try {
-        await this.#api.session.renew({ id: session.id, timeout: 10_000 });
+        await this.#api.session.renew({ id, timeout: 10_000 });
         return true;
       } catch (error) {
         if (statusOf(error) === 404) {
@@ -344,7 +347,7 @@ export class ConsulStore implements LockStore {
         throw error;
       }
     });
-    return session.next;
+    return session;
   }
 
   #forget(session: Session): void {

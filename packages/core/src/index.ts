@@ -1,5 +1,6 @@
 export { Candidate, locker, type CandidateEvents, type DeselectReason } from './candidate.js';
 export { systemClock, type Clock, type Random, type TimerHandle } from './clock.js';
+export { coalesce } from './coalesce.js';
 export { VipOptionError, VipStoreError, VipTimeoutError } from './errors.js';
 export { MemoryBackend, MemoryStore, type MemoryStoreOptions } from './memory-store.js';
 export type { BackoffOptions, CandidateOptions } from './options.js';

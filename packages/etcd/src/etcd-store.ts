@@ -23,7 +23,7 @@
  * - The npm client's own `lost` event fires late (microsoft/etcd3#110); we
  *   never use it: a keepalive answered with TTL 0 is the only "lease gone".
  */
-import type { Claim, Holder, LockStore, StoreLimits, SwapResult } from '@vip/core';
+import { coalesce, type Claim, type Holder, type LockStore, type StoreLimits, type SwapResult } from '@vip/core';
 import { circuitBreaker, ConsecutiveBreaker, handleWhen, retry } from 'cockatiel';
 import { Etcd3, isRecoverableError, type IKeyValue, type IOptions, type IResponseOp } from 'etcd3';
 import { parseEtcdConnectionString } from './connection.js';
@@ -52,8 +52,8 @@ interface LeaseState {
   readonly id: string;
   /** Set once etcd said the lease is gone; a new one is granted for later holds. */
   lost: boolean;
-  /** The next keepalive, not yet sent: callers who join it began before it is sent. */
-  next: Promise<boolean> | undefined;
+  /** A keepalive shared by every caller that arrives before it is sent (see `coalesce`). */
+  confirm: () => Promise<boolean>;
 }
 
 const VALUE_VERSION = 1;
@@ -289,7 +289,7 @@ export class EtcdStore implements LockStore {
     if (!granting) {
       granting = this.client.leaseClient
         .leaseGrant({ TTL: seconds })
-        .then((response): LeaseState => ({ ttl: seconds, id: response.ID, lost: false, next: undefined }));
+        .then((response) => this.#lease(seconds, response.ID));
       this.#leases.set(seconds, granting);
       granting.catch(() => {
         if (this.#leases.get(seconds) === granting) this.#leases.delete(seconds);
@@ -309,12 +309,13 @@ export class EtcdStore implements LockStore {
    * cannot tell.
    */
   #keepalive(lease: LeaseState): Promise<boolean> {
-    if (lease.lost) return Promise.resolve(false);
-    lease.next ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-      lease.next = undefined; // from now on, a new caller needs a new keepalive
-      return this.#sendKeepalive(lease);
-    });
-    return lease.next;
+    return lease.lost ? Promise.resolve(false) : lease.confirm();
+  }
+
+  #lease(ttl: number, id: string): LeaseState {
+    const lease: LeaseState = { ttl, id, lost: false, confirm: () => Promise.resolve(false) };
+    lease.confirm = coalesce(() => this.#sendKeepalive(lease));
+    return lease;
   }
 
   async #sendKeepalive(lease: LeaseState): Promise<boolean> {
