@@ -29,6 +29,7 @@ const election = new Election();
 const path = `${useConsul ? 'demo/' : '/demo/'}${uniquePrefix('leader').replace(/^\//, '')}job`;
 const shown = new Set<LogLine>();
 const names = ['ada', 'brian', 'chris'];
+let lastChange = '';
 
 // Print every process's events as they arrive, in one timeline.
 const printer = setInterval(() => {
@@ -37,8 +38,11 @@ const printer = setInterval(() => {
     shown.add(line);
     if (line.event === 'select') console.log(`${clock(line.at)}  ${color(32, `${line.id} leads`)} with fencing token ${line.token}`);
     else if (line.event === 'deselect') console.log(`${clock(line.at)}  ${color(33, `${line.id} stops leading`)} (${line.reason})`);
-    else if (line.event === 'change' && line.id === names.find((n) => n !== line.leader))
+    else if (line.event === 'change' && `${line.leader}:${line.token}` !== lastChange) {
+      // Every node reports each change; show it once, from whoever saw it first.
+      lastChange = `${line.leader}:${line.token}`;
       console.log(`${clock(line.at)}  ${color(90, `  every node sees: leader ${line.leader ?? 'none (the key is free)'}`)}`);
+    }
   }
 }, 20);
 
