@@ -47,6 +47,8 @@ try {
   }
   if (step === 'test') {
     pnpm('exec', 'vitest', 'run', ...process.argv.slice(3));
+    // The packages as npm would ship them: exports, types, files.
+    if (process.argv.length === 3) run(process.execPath, [join(root, 'scripts', 'check-packages.mjs')]);
   } else if (step === 'demo') {
     const demo = existsSync(join(root, 'examples', 'demo', 'package.json')) ? 'demo' : 'in-memory';
     pnpm('--filter', `./examples/${demo}`, 'start', ...process.argv.slice(3));
