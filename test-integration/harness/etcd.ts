@@ -1,73 +1,100 @@
 /**
- * Real etcd for tests: one member or a 3-member cluster on free loopback
- * ports, data in a temp dir, started and stopped by the test run.
+ * Real etcd for tests: one member, or a 3-member cluster with one shared
+ * --initial-cluster, on free loopback ports with data in a temp dir.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { etcdBinary } from './binaries.js';
 import { freePorts } from './ports.js';
+import { trackDir, untrackDir } from './processes.js';
 import { ServerProcess } from './server-process.js';
-
-export interface EtcdMember {
-  readonly name: string;
-  readonly clientUrl: string;
-  readonly clientPort: number;
-  readonly process: ServerProcess;
-}
 
 export interface EtcdOptions {
   members?: 1 | 3;
-  /** Serve the v2 API too (for the seed module `locked` in benchmarks). */
+  /** Also serve the v2 API (etcd 3.5 still has it behind --enable-v2), for the seed module `locked`. */
   enableV2?: boolean;
+  /** Appended to every member's command line. */
   extraArgs?: string[];
+  /** How long start-up may take, per wait (default 30 s). */
+  readyTimeoutMs?: number;
+}
+
+export interface EtcdMember {
+  readonly index: number;
+  readonly name: string;
+  /** http://127.0.0.1:PORT */
+  readonly clientUrl: string;
+  readonly clientPort: number;
+  readonly peerUrl: string;
+  readonly peerPort: number;
+  readonly dataDir: string;
+  readonly process: ServerProcess;
 }
 
 export class EtcdCluster {
-  readonly members: EtcdMember[];
-  readonly #dataDir: string;
+  readonly members: readonly EtcdMember[];
+  readonly dataDir: string;
+  readonly #readyTimeoutMs: number;
+  #closed = false;
 
-  private constructor(members: EtcdMember[], dataDir: string) {
+  private constructor(members: EtcdMember[], dataDir: string, readyTimeoutMs: number) {
     this.members = members;
-    this.#dataDir = dataDir;
+    this.dataDir = dataDir;
+    this.#readyTimeoutMs = readyTimeoutMs;
   }
 
-  /** Client URLs of every member, e.g. ['http://127.0.0.1:40123']. */
+  /** Client URLs of every member, e.g. ['http://127.0.0.1:23456']. */
   get endpoints(): string[] {
     return this.members.map((member) => member.clientUrl);
   }
 
-  /** `etcd://127.0.0.1:P1,127.0.0.1:P2,...` */
+  /** `etcd://127.0.0.1:P1,127.0.0.1:P2,...` (the project's connection strings). */
   get connectionString(): string {
     return `etcd://${this.members.map((member) => `127.0.0.1:${member.clientPort}`).join(',')}`;
   }
 
   static async start(options: EtcdOptions = {}): Promise<EtcdCluster> {
     const count = options.members ?? 1;
-    const ports = await freePorts(count * 2);
-    const dataDir = mkdtempSync(join(tmpdir(), 'vip-etcd-'));
-    const peers = Array.from({ length: count }, (_, i) => `n${i}=http://127.0.0.1:${ports[count + i]}`).join(',');
     const bin = etcdBinary();
+    const ports = await freePorts(count * 2);
+    const dataDir = await mkdtemp(join(tmpdir(), 'vip-etcd-'));
+    trackDir(dataDir);
+    const peerUrl = (i: number): string => `http://127.0.0.1:${ports[count + i]}`;
+    const initialCluster = Array.from({ length: count }, (_, i) => `n${i}=${peerUrl(i)}`).join(',');
     const members = Array.from({ length: count }, (_, i): EtcdMember => {
       const clientUrl = `http://127.0.0.1:${ports[i]}`;
-      const peerUrl = `http://127.0.0.1:${ports[count + i]}`;
+      const memberDir = join(dataDir, `n${i}`);
+      // Once a member has data, etcd ignores the --initial-* flags on a restart
+      // and rejoins from its data dir, so the same command line serves start and restart.
       const args = [
         '--name', `n${i}`,
-        '--data-dir', join(dataDir, `n${i}`),
+        '--data-dir', memberDir,
         '--listen-client-urls', clientUrl,
         '--advertise-client-urls', clientUrl,
-        '--listen-peer-urls', peerUrl,
-        '--initial-advertise-peer-urls', peerUrl,
-        '--initial-cluster', peers,
-        '--initial-cluster-token', `vip-${ports[0]}`,
+        '--listen-peer-urls', peerUrl(i),
+        '--initial-advertise-peer-urls', peerUrl(i),
+        '--initial-cluster', initialCluster,
+        // A token per cluster: members of two test clusters can never join each other.
+        '--initial-cluster-token', `vip-test-${ports[0]}`,
         '--initial-cluster-state', 'new',
+        // etcd logs every request at info level; warnings are enough for error messages.
         '--log-level', 'warn',
         ...(options.enableV2 ? ['--enable-v2'] : []),
         ...(options.extraArgs ?? []),
       ];
-      return { name: `n${i}`, clientUrl, clientPort: ports[i]!, process: new ServerProcess(`etcd n${i}`, bin, args) };
+      return {
+        index: i,
+        name: `n${i}`,
+        clientUrl,
+        clientPort: ports[i]!,
+        peerUrl: peerUrl(i),
+        peerPort: ports[count + i]!,
+        dataDir: memberDir,
+        process: new ServerProcess(`etcd n${i} (${clientUrl})`, bin, args),
+      };
     });
-    const cluster = new EtcdCluster(members, dataDir);
+    const cluster = new EtcdCluster(members, dataDir, options.readyTimeoutMs ?? 30_000);
     try {
       for (const member of members) member.process.start();
       await cluster.waitHealthy();
@@ -78,8 +105,14 @@ export class EtcdCluster {
     return cluster;
   }
 
-  /** Wait until every running member reports healthy (it has a leader and quorum). */
-  async waitHealthy(timeoutMs = 30_000): Promise<void> {
+  member(index: number): EtcdMember {
+    const member = this.members[index];
+    if (!member) throw new Error(`no etcd member ${index} (the cluster has ${this.members.length})`);
+    return member;
+  }
+
+  /** Wait until every running member is healthy: it sees a leader, has quorum and serves a read. */
+  async waitHealthy(timeoutMs = this.#readyTimeoutMs): Promise<void> {
     await Promise.all(
       this.members
         .filter((member) => member.process.running)
@@ -87,41 +120,71 @@ export class EtcdCluster {
     );
   }
 
+  /** SIGTERM: etcd shuts down cleanly (a leader hands over leadership first). Waits for the exit. */
   async stopMember(index: number): Promise<void> {
-    await this.#member(index).process.stop('SIGTERM');
+    await this.member(index).process.stop('SIGTERM');
   }
 
+  /** SIGKILL: the member dies at once, as in a crash. Waits for the exit. */
   async killMember(index: number): Promise<void> {
-    await this.#member(index).process.stop('SIGKILL');
+    await this.member(index).process.stop('SIGKILL');
   }
 
-  /** Start a stopped member again, same name, ports and data: it rejoins the cluster. */
+  /** SIGSTOP: the member keeps its sockets open but answers nothing (see resumeMember). */
+  pauseMember(index: number): void {
+    this.member(index).process.pause();
+  }
+
+  resumeMember(index: number): void {
+    this.member(index).process.resume();
+  }
+
+  /**
+   * Start a stopped member again: same name, ports and data dir, so it rejoins
+   * the cluster. With `waitHealthy` (the default) this waits until it is
+   * healthy, which needs quorum. Without, it returns once the process is
+   * spawned: etcd 3.5 serves its client port only after publishing itself
+   * through raft (server/embed/serve.go waits on ReadyNotify), so a member that
+   * is alone in a 3-member cluster does not answer at all; follow up with
+   * waitHealthy() once enough members run.
+   */
   async startMember(index: number, waitHealthy = true): Promise<void> {
-    const member = this.#member(index);
+    const member = this.member(index);
     member.process.start();
-    if (waitHealthy) await member.process.waitUntil(() => healthy(member.clientUrl), 'healthy again');
+    if (waitHealthy) await member.process.waitUntil(() => healthy(member.clientUrl), 'healthy again', this.#readyTimeoutMs);
   }
 
-  /** Stop every member (SIGKILL) and start them again with their data. */
-  async restart(): Promise<void> {
-    await Promise.all(this.members.map((member) => member.process.stop('SIGKILL')));
+  /**
+   * Stop every member and start them all again on the same ports with their
+   * data, then wait until the cluster is healthy. SIGKILL by default (a crash
+   * of the whole cluster); pass 'SIGTERM' for a clean shutdown.
+   */
+  async restart(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    await Promise.all(this.members.map((member) => member.process.stop(signal)));
     for (const member of this.members) member.process.start();
     await this.waitHealthy();
   }
 
-  async close(): Promise<void> {
-    await Promise.all(this.members.map((member) => member.process.stop('SIGKILL')));
-    rmSync(this.#dataDir, { recursive: true, force: true });
+  /** The last output lines of one member (stdout and stderr), for assertions and messages. */
+  tail(index: number, lines?: number): string {
+    return this.member(index).process.tail(lines);
   }
 
-  #member(index: number): EtcdMember {
-    const member = this.members[index];
-    if (!member) throw new Error(`no etcd member ${index}`);
-    return member;
+  /** Kill every member and remove the data dirs. Safe to call twice. */
+  async close(): Promise<void> {
+    await Promise.all(this.members.map((member) => member.process.stop('SIGKILL')));
+    if (this.#closed) return;
+    this.#closed = true;
+    await rm(this.dataDir, { recursive: true, force: true, maxRetries: 5 });
+    untrackDir(this.dataDir);
   }
 }
 
-/** etcd's /health answers {"health":"true"} only with a leader and quorum. */
+/**
+ * etcd 3.5's GET /health answers {"health":"true"} only when the member has no
+ * alarm, knows a leader, and a linearizable range request succeeds, i.e. with
+ * quorum (server/etcdserver/api/etcdhttp/health.go: checkLeader, checkAPI).
+ */
 async function healthy(clientUrl: string): Promise<boolean> {
   const response = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(2000) });
   const body = (await response.json()) as { health?: string };

@@ -1,94 +1,131 @@
 /**
- * A server child process with its output kept in a ring buffer (for error
- * messages), killed when the test process exits even if a test failed.
+ * A server child process (etcd member, Consul agent) that can be stopped and
+ * started again with the same command line. Its stdout and stderr go to a ring
+ * buffer, not to the test console, and show up in error messages.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { track, type Exit } from './processes.js';
 
-const running = new Set<ChildProcess>();
-let hooked = false;
-function killAllOnExit(): void {
-  if (hooked) return;
-  hooked = true;
-  process.on('exit', () => {
-    for (const child of running) child.kill('SIGKILL');
-  });
-}
+const RING = 300;
 
 export class ServerProcess {
   readonly name: string;
-  readonly #command: string;
-  readonly #args: string[];
+  readonly command: string;
+  readonly args: readonly string[];
   #child: ChildProcess | undefined;
-  #exited: Promise<void> | undefined;
+  #exited: Promise<Exit> | undefined;
+  #lastExit: Exit | undefined;
+  #paused = false;
   readonly #output: string[] = [];
+  #partial = '';
 
   constructor(name: string, command: string, args: string[]) {
     this.name = name;
-    this.#command = command;
-    this.#args = args;
+    this.command = command;
+    this.args = args;
   }
 
   get pid(): number | undefined {
     return this.#child?.pid;
   }
 
+  /** Started and not yet exited. */
   get running(): boolean {
     return this.#child !== undefined;
   }
 
-  start(): void {
-    if (this.#child) throw new Error(`${this.name} is already running`);
-    killAllOnExit();
-    const child = spawn(this.#command, this.#args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const keep = (chunk: Buffer): void => {
-      this.#output.push(...chunk.toString().split('\n').filter(Boolean));
-      if (this.#output.length > 200) this.#output.splice(0, this.#output.length - 200);
-    };
-    child.stdout!.on('data', keep);
-    child.stderr!.on('data', keep);
-    running.add(child);
-    this.#child = child;
-    this.#exited = new Promise((resolve) =>
-      child.once('exit', () => {
-        running.delete(child);
-        if (this.#child === child) this.#child = undefined;
-        resolve();
-      }),
-    );
+  get paused(): boolean {
+    return this.#paused;
   }
 
-  /** Send `signal` and wait for the process to exit (SIGKILL after `graceMs`). */
+  /** How the last run ended, if one did. */
+  get lastExit(): Exit | undefined {
+    return this.#lastExit;
+  }
+
+  start(): void {
+    if (this.#child) throw new Error(`${this.name} is already running (pid ${this.#child.pid})`);
+    this.#remember(`--- ${new Date().toISOString()} start: ${this.command} ${this.args.join(' ')}`);
+    const child = spawn(this.command, [...this.args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.setEncoding('utf8');
+    child.stderr!.setEncoding('utf8');
+    child.stdout!.on('data', (chunk: string) => this.#keep(chunk));
+    child.stderr!.on('data', (chunk: string) => this.#keep(chunk));
+    child.on('error', (error) => this.#remember(`spawn failed: ${error.message}`));
+    this.#child = child;
+    this.#paused = false;
+    this.#exited = track(child).then((exit) => {
+      this.#remember(`--- exited: ${exit.signal ?? `code ${exit.code}`}`);
+      this.#lastExit = exit;
+      if (this.#child === child) this.#child = undefined;
+      return exit;
+    });
+  }
+
+  /**
+   * Send `signal` and wait until the process has exited; SIGKILL if it is still
+   * there after `graceMs`. Does nothing if it is not running.
+   */
   async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 10_000): Promise<void> {
     const child = this.#child;
     const exited = this.#exited;
     if (!child || !exited) return;
     child.kill(signal);
+    // A stopped (SIGSTOP) process acts on SIGTERM only once it runs again.
+    if (this.#paused && signal !== 'SIGKILL') child.kill('SIGCONT');
     const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
     await exited;
     clearTimeout(timer);
   }
 
-  /** SIGSTOP / SIGCONT: a process that is there but does not answer. */
+  /** SIGSTOP: the process is there, its sockets stay open, but it answers nothing. */
   pause(): void {
-    this.#child?.kill('SIGSTOP');
+    if (!this.#child) throw new Error(`${this.name} is not running`);
+    this.#child.kill('SIGSTOP');
+    this.#paused = true;
   }
 
   resume(): void {
     this.#child?.kill('SIGCONT');
+    this.#paused = false;
   }
 
-  tail(lines = 20): string {
-    return this.#output.slice(-lines).join('\n');
+  /** The last `lines` lines of output (stdout and stderr, with start and exit markers). */
+  tail(lines = 25): string {
+    return [...this.#output, this.#partial].filter(Boolean).slice(-lines).join('\n');
   }
 
-  /** Poll `ready` until it resolves true; fail with the server's last output. */
+  /**
+   * Poll `ready` (every 50 ms) until it resolves true. Fails with the server's
+   * last output if the process exits first or `timeoutMs` passes.
+   */
   async waitUntil(ready: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-    const start = Date.now();
-    while (Date.now() - start < timeoutMs) {
-      if (!this.#child) throw new Error(`${this.name} exited before ${what}:\n${this.tail()}`);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!this.#child) {
+        const how = this.#lastExit ? ` (${this.#lastExit.signal ?? `exit code ${this.#lastExit.code}`})` : '';
+        throw new Error(`${this.name} exited${how} before it was ${what}; its last output:\n${this.tail()}`);
+      }
       if (await ready().catch(() => false)) return;
+      if (Date.now() >= deadline) throw new Error(`${this.name} was not ${what} after ${timeoutMs} ms; its last output:\n${this.tail()}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    throw new Error(`${this.name} not ${what} after ${timeoutMs} ms:\n${this.tail()}`);
+  }
+
+  #keep(chunk: string): void {
+    this.#partial += chunk;
+    for (let i; (i = this.#partial.indexOf('\n')) >= 0; this.#partial = this.#partial.slice(i + 1)) {
+      this.#remember(this.#partial.slice(0, i));
+    }
+    if (this.#partial.length > 10_000) {
+      this.#remember(this.#partial);
+      this.#partial = '';
+    }
+  }
+
+  #remember(line: string): void {
+    if (!line) return;
+    this.#output.push(line);
+    if (this.#output.length > RING) this.#output.splice(0, this.#output.length - RING);
   }
 }
