@@ -119,7 +119,13 @@ describe('etcd: candidates in separate processes', () => {
     await election.until(() => leader.events('deselect').length > 0, 'the leader to deselect without quorum', 30_000);
     const deselect = leader.events('deselect')[0]!;
     expect(deselect.reason).toBe('expired');
-    expect(deselect.at - lostAt).toBeLessThan(TTL * 1000);
+    // If the surviving member is etcd's raft leader, it goes on renewing leases
+    // locally until it notices the lost quorum, up to 2 election timeouts (2 s)
+    // later (etcd-io/raft#166; measured: keepalives confirmed 1.85 s after the
+    // loss). A refresh it confirms moves the deadline on. Safe: no other leader
+    // can be elected without quorum, and the next one extends every lease by
+    // its TTL plus an election timeout (etcd-io/etcd#10082).
+    expect(deselect.at - lostAt).toBeLessThan(TTL * 1000 + 2000);
     expect(election.leaders()).toHaveLength(0);
 
     // Quorum back: a leader again.

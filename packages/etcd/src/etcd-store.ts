@@ -1,367 +1,570 @@
 /**
- * `LockStore` over etcd v3: leases, one transaction per swap, and watches.
+ * `LockStore` over etcd v3: a hold is a key on a lease, a swap is one guarded
+ * txn, a watch is a read plus a watcher. How each contract promise is kept:
  *
- * - A hold is a key attached to a lease. One lease per distinct TTL per store,
- *   shared by every key the store holds: refreshing 10,000 keys costs one
- *   keepalive. A crashed process stops keeping its lease alive and etcd
- *   deletes its keys when the lease expires (checked every 500 ms by etcd's lessor).
- * - The fencing token is the key's create revision: every term creates the
- *   key anew (release and expiry delete it), and etcd's revision only grows.
- * - A swap is one txn whose guard keeps two leaders apart (see `#guard`).
- * - Confirmations are keepalives *sent after the caller's call began*
- *   (contract promise 3), coalesced: callers that arrive before a keepalive
- *   is sent share it.
+ * 1. Mutual exclusion: acquiring is one txn guarded by `createRevision(key) == 0`
+ *    (the key does not exist); only one contender's txn can see that.
+ * 2. Server-side expiry: the key is written on a lease of the hold's TTL. A
+ *    process that stops refreshing stops keeping the lease alive, and etcd
+ *    deletes the key when the lease expires (its lessor checks every 500 ms).
+ * 3. A confirmed hold lasts at least `ttl` from the call: every confirmation
+ *    (refresh, acquire, rewrite) waits for a keepalive or grant *sent after the
+ *    call began* and answered with TTL > 0 (leases.ts). The lease's TTL is
+ *    `ceil(ttl)`, never less.
+ * 4. Ownership: replacing or releasing a term is guarded by the key's lease
+ *    being this store's lease, so another process cannot touch it, even with
+ *    the same id.
+ * 5. Fencing tokens: the token is the key's create revision. Every term
+ *    creates the key anew (release and expiry delete it), etcd's revision only
+ *    grows, and a rewrite within a term keeps the create revision.
  *
- * Facts this relies on, from etcd's own sources and issue tracker:
- * - etcd leases are whole seconds, and the server raises a TTL below its
- *   minimum (ceil(1.5 × election timeout), 2 s by default) without saying so
- *   (etcd-io/etcd#14857). We round up and let etcd raise: a longer server-side
- *   lease never breaks the candidate's deadline, it only slows crash failover.
- * - On an etcd leader change every lease is extended to its full TTL plus the
- *   election timeout (etcd-io/etcd#9395): a dead holder can outlive its TTL.
- *   That too is on the safe side.
- * - The npm client's own `lost` event fires late (microsoft/etcd3#110); we
- *   never use it: a keepalive answered with TTL 0 is the only "lease gone".
+ * TTL facts (etcd's sources and issue tracker):
+ * - Leases are whole seconds, so a fractional `ttl` is rounded UP: a lease
+ *   shorter than asked would break promise 3.
+ * - etcd raises a lease shorter than its minimum, ceil(1.5 × election
+ *   timeout) = 2 s with default settings, without saying so (etcd-io/etcd#14857).
+ *   We do not declare `limits.minTtl`, and so do not refuse such a TTL: the
+ *   minimum depends on the server's --election-timeout, which a client cannot
+ *   know, and a longer server-side lease is on the safe side of every promise
+ *   (the candidate's deadline comes from its own clock and `ttl`). The one
+ *   consequence is slower crash failover: max(ttl, minimum) + up to 0.5 s.
+ * - On an etcd leader change every lease is reset to its full TTL plus the
+ *   election timeout (etcd-io/etcd#9395): a crashed holder's key can outlive
+ *   its TTL. Again only failover is slower; safety does not depend on it.
  */
-import { coalesce, type Claim, type Holder, type LockStore, type StoreLimits, type SwapResult } from '@vip/core';
-import { circuitBreaker, ConsecutiveBreaker, handleWhen, retry } from 'cockatiel';
-import { Etcd3, isRecoverableError, type IKeyValue, type IOptions, type IResponseOp } from 'etcd3';
-import { parseEtcdConnectionString } from './connection.js';
+import { setMaxListeners } from 'node:events';
+import type { Claim, Holder, LockStore, StoreLimits, SwapResult } from '@vip/core';
+import { circuitBreaker, ConsecutiveBreaker, handleWhen, retry, type IBackoff } from 'cockatiel';
+import {
+  Etcd3,
+  EtcdLeaseInvalidError,
+  isRecoverableError,
+  Namespace,
+  type ICompare,
+  type IKeyValue,
+  type IOptions,
+  type ITxnResponse,
+  type Watcher,
+} from 'etcd3';
+import { decodeHolder, encodeHolder, idGuard } from './codec.js';
+import { parseEtcdConnectionString, parseEtcdHosts } from './connection.js';
+import { LeasePool, type SharedLease } from './leases.js';
+import { watchHolder, type WatchContext } from './watch.js';
 
 export interface EtcdStoreOptions {
   /**
-   * Milliseconds to wait for a watch stream to reconnect, doubling from
-   * `watchRetryInitial` to `watchRetryMax` (defaults 100 and 1000). etcd3's
-   * own default grows to 30 s, which would stall failover after an etcd restart.
-   * Only applied to a client this store creates.
+   * Seconds any single etcd request of this store may take before it is
+   * abandoned, its outcome unknown (default 5). Callers usually give up
+   * sooner through the `signal` of the call; this bounds what is left behind.
+   */
+  requestTimeout?: number;
+  /**
+   * Seconds before a broken watch stream is reconnected: from
+   * `watchRetryInitial` (default 0.1), doubling up to `watchRetryMax`
+   * (default 1), with jitter. etcd3's own default grows to 30 s, which would
+   * stall failover after an etcd restart. Applies to a client this store
+   * creates; for your own `Etcd3`, set `faultHandling.watchBackoff` yourself.
    */
   watchRetryInitial?: number;
   watchRetryMax?: number;
 }
 
+/** What `new EtcdStore()` connects with. */
+export type EtcdConnectionInput = string | readonly string[] | IOptions | Etcd3;
+
 /** A hold this store wrote: the key is on `lease`, in the term `token`. */
 interface Hold {
   readonly id: string;
   readonly token: bigint;
-  readonly lease: LeaseState;
+  readonly lease: SharedLease;
 }
 
-/** One lease per TTL (whole seconds). */
-interface LeaseState {
-  readonly ttl: number;
-  readonly id: string;
-  /** Set once etcd said the lease is gone; a new one is granted for later holds. */
-  lost: boolean;
-  /** A keepalive shared by every caller that arrives before it is sent (see `coalesce`). */
-  confirm: () => Promise<boolean>;
-}
-
-const VALUE_VERSION = 1;
-
-/** The etcd value of a hold: id and value as JSON, so any string round-trips exactly. */
-function encode(claim: Claim): Buffer {
-  return Buffer.from(JSON.stringify({ v: VALUE_VERSION, id: claim.id, value: claim.value }));
-}
-
-function decode(kv: IKeyValue): Holder {
-  const token = BigInt(kv.create_revision);
-  const raw = Buffer.from(kv.value).toString('utf8');
-  try {
-    const parsed = JSON.parse(raw) as { id?: unknown; value?: unknown };
-    if (typeof parsed.id === 'string' && typeof parsed.value === 'string') return { id: parsed.id, value: parsed.value, token };
-  } catch {
-    // Not written by vip: fall through.
-  }
-  // Someone else wrote this key. It is held, as far as an election goes;
-  // show what is there rather than pretend the key is free.
-  return { id: '(not a vip holder)', value: raw, token };
-}
-
-/** A capped exponential backoff in the shape etcd3's watch manager calls (`duration`, `next()`). */
-function watchBackoff(initial: number, max: number): { duration: number; next(): ReturnType<typeof watchBackoff> } {
-  return { duration: initial, next: () => watchBackoff(Math.min(max, initial * 2), max) };
-}
-
-function isEtcd3(value: unknown): value is Etcd3 {
-  return value instanceof Etcd3 || (typeof value === 'object' && value !== null && 'kv' in value && 'leaseClient' in value && 'watch' in value);
-}
-
-function check(name: string, ok: boolean, expected: string, got: unknown): void {
-  if (!ok) throw new TypeError(`EtcdStore: argument "${name}" must be ${expected} (got ${typeof got === 'string' ? JSON.stringify(got) : String(got)})`);
-}
+/** etcd's largest lease TTL (server/lease/lessor.go, MaxLeaseTTL). */
+const MAX_LEASE_TTL = 9_000_000_000;
+/**
+ * etcd refuses requests over --max-request-bytes (1.5 MiB by default). A
+ * holder is stored as JSON, which can take up to 6 bytes per byte of a value
+ * (control characters become \u00XX); 128 KiB of id and value stays under
+ * 0.8 MiB encoded, leaving room for the key and the txn around it.
+ */
+const MAX_VALUE_BYTES = 128 * 1024;
+/** Encoded holders over this are refused at the call rather than by etcd. */
+const MAX_ENCODED_BYTES = 1024 * 1024;
 
 export class EtcdStore implements LockStore {
-  /**
-   * etcd's default request size limit is 1.5 MiB; leave room for the key,
-   * the JSON encoding and escaping (up to 6 bytes per character of a value).
-   */
-  readonly limits: StoreLimits = { maxValueBytes: 256 * 1024 };
+  readonly limits: StoreLimits = { maxTtl: MAX_LEASE_TTL, maxValueBytes: MAX_VALUE_BYTES };
+  /** The etcd3 client this store uses (yours, if you passed one). */
   readonly client: Etcd3;
   readonly #ownsClient: boolean;
-  readonly #leases = new Map<number, Promise<LeaseState>>();
+  readonly #requestTimeoutMs: number;
+  readonly #leases: LeasePool;
   readonly #holds = new Map<string, Hold>();
-  readonly #closers = new Set<() => void>();
-  #closed = false;
+  /** Acquires in flight per key: an answer lost in one of them is only adopted when it is alone. */
+  readonly #acquiring = new Map<string, number>();
+  #inFlight = 0;
+  readonly #closed = new AbortController();
+  readonly #watchers = new Set<Watcher>();
+  #closing: Promise<void> | undefined;
 
-  constructor(connection: string | string[] | IOptions | Etcd3, options: EtcdStoreOptions = {}) {
+  /**
+   * @param connection a connection string (`etcd://h1:2379,h2:2379`,
+   *   `etcds://…`, `h1:2379,h2:2379`), an array of members, an etcd3 options
+   *   object (`hosts`, `credentials`, `auth`, …) or an existing `Etcd3`
+   *   client, which `close()` then leaves open.
+   */
+  constructor(connection: EtcdConnectionInput, options: EtcdStoreOptions = {}) {
+    const settings = checkOptions(options);
+    this.#requestTimeoutMs = settings.requestTimeoutMs;
     if (isEtcd3(connection)) {
       this.client = connection;
       this.#ownsClient = false;
-      return;
+    } else {
+      this.client = new Etcd3(clientOptions(connection, settings));
+      this.#ownsClient = true;
     }
-    let clientOptions: IOptions;
-    if (typeof connection === 'string') clientOptions = { hosts: parseEtcdConnectionString(connection) };
-    else if (Array.isArray(connection)) clientOptions = { hosts: connection };
-    else if (connection && typeof connection === 'object') clientOptions = connection;
-    else {
-      throw new TypeError(
-        `EtcdStore: expected a connection string like "etcd://127.0.0.1:2379", an etcd3 options object or an Etcd3 client (got ${String(connection)})`,
-      );
-    }
-    const initial = options.watchRetryInitial ?? 100;
-    const max = options.watchRetryMax ?? 1000;
-    this.client = new Etcd3({
-      ...clientOptions,
-      faultHandling: {
-        // A failed call is retried on another member (so a 3-member cluster
-        // rides out one lost member); a member that keeps failing is skipped
-        // for 1 s, not the 5 s default, so a restarted etcd is used again quickly.
-        global: retry(handleWhen(isRecoverableError), { maxAttempts: 2 }),
-        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
-        watchBackoff: watchBackoff(initial, max) as never,
-        ...clientOptions.faultHandling,
-      },
-    });
-    this.#ownsClient = true;
+    this.#leases = new LeasePool(this.client, this.#requestTimeoutMs);
+    // Every watch listens for the store closing (and stops listening when it ends).
+    setMaxListeners(0, this.#closed.signal);
   }
 
-  async compareAndSwap(key: string, expected: Holder | null, next: Claim | null, ttl: number): Promise<SwapResult> {
-    this.#checkArgs(key, ttl);
-    check('next', next === null || (typeof next?.id === 'string' && typeof next.value === 'string'), 'null or { id, value } strings', next);
-    const name = Buffer.from(key);
-    if (expected === null) {
-      if (next === null) return { ok: false, holder: await this.#read(key) };
-      const lease = await this.#confirmedLease(ttl);
-      // Guard: the key does not exist (create revision 0). Only one contender's txn can see that.
-      const response = await this.client.kv.txn({
-        compare: [{ key: name, target: 'Create', result: 'Equal', create_revision: 0 }],
-        success: [{ request_put: { key: name, value: encode(next), lease: lease.id } }],
-        failure: [{ request_range: { key: name } }],
-      });
-      if (!response.succeeded) return { ok: false, holder: this.#fromRange(response.responses) };
-      const token = BigInt(response.header.revision);
-      this.#holds.set(key, { id: next.id, token, lease });
-      return { ok: true, holder: { id: next.id, value: next.value, token } };
+  async compareAndSwap(key: string, expected: Holder | null, next: Claim | null, ttl: number, signal?: AbortSignal): Promise<SwapResult> {
+    const where = 'EtcdStore.compareAndSwap';
+    checkKey(where, key);
+    checkHolder(where, 'expected', expected, true);
+    checkClaim(where, next);
+    checkTtl(where, ttl);
+    checkSignal(where, signal, false);
+    return this.#run(signal, () => {
+      const name = Buffer.from(key);
+      const seconds = leaseSeconds(ttl);
+      if (expected === null) return next === null ? this.#checkFree(name) : this.#acquire(key, name, next, seconds);
+      return this.#swapOwn(key, name, expected, next, seconds);
+    });
+  }
+
+  async refresh(key: string, held: Holder, ttl: number, signal?: AbortSignal): Promise<Holder | null> {
+    const where = 'EtcdStore.refresh';
+    checkKey(where, key);
+    checkHolder(where, 'held', held, false);
+    checkTtl(where, ttl);
+    checkSignal(where, signal, false);
+    return this.#run(signal, () => this.#refresh(key, held, leaseSeconds(ttl)));
+  }
+
+  watch(key: string, signal: AbortSignal): AsyncIterable<Holder | null> {
+    const where = 'EtcdStore.watch';
+    checkKey(where, key);
+    checkSignal(where, signal, true);
+    if (this.#closed.signal.aborted) throw closedError();
+    const context: WatchContext = {
+      client: this.client,
+      requestTimeoutMs: this.#requestTimeoutMs,
+      closed: this.#closed.signal,
+      watchers: this.#watchers,
+    };
+    return watchHolder(context, key, signal);
+  }
+
+  /**
+   * Ends this store's watches (they throw "the store was closed" unless their
+   * own signal aborted), stops its keepalives, and closes the client if the
+   * store created it.
+   *
+   * Holds are NOT released: a key still held through this store stays until
+   * its lease expires (TTL + up to 0.5 s), as after a crash. Revoking the
+   * lease would free the key at once, but a candidate that was not stopped
+   * still believes it leads until its local deadline, and another node could
+   * take the key meanwhile: two leaders. Stop candidates first (`stop()`
+   * resigns, deleting the key), then close the store. Leases that carry no
+   * hold any more are revoked, so a clean shutdown leaves nothing behind.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#closed.abort();
+      // Cancel the watchers here, before the client closes under them; each watch's own
+      // cleanup then finds nothing left to do. Bounded: etcd may not answer.
+      const watchers = [...this.#watchers];
+      this.#watchers.clear();
+      await withTimeout(Promise.all(watchers.map((watcher) => watcher.cancel().catch(() => {}))), 1000);
+      if (this.#inFlight === 0) {
+        const held = new Set([...this.#holds.values()].map((hold) => hold.lease));
+        const idle = this.#leases.live().filter((lease) => !held.has(lease));
+        await Promise.allSettled(idle.map((lease) => this.#leases.revoke(lease)));
+      }
+      this.#leases.close();
+      this.#holds.clear();
+      if (this.#ownsClient) this.client.close();
+    })();
+    return this.#closing;
+  }
+
+  // ---- the operations ---------------------------------------------------------
+
+  /** `compareAndSwap(key, null, null)`: succeeds if the key is free, writes nothing. */
+  async #checkFree(name: Buffer): Promise<SwapResult> {
+    const response = await this.client.kv.txn(
+      { compare: [{ key: name, target: 'Create', result: 'Equal', create_revision: 0 }], failure: [{ request_range: { key: name } }] },
+      this.#callOptions(),
+    );
+    return response.succeeded ? { ok: true, holder: null } : { ok: false, holder: holderIn(response) };
+  }
+
+  async #acquire(key: string, name: Buffer, claim: Claim, seconds: number): Promise<SwapResult> {
+    const value = encodeHolder(claim);
+    if (value.length > MAX_ENCODED_BYTES) {
+      throw new RangeError(`EtcdStore.compareAndSwap: argument "next" encodes to ${value.length} bytes, over the ${MAX_ENCODED_BYTES} this store sends to etcd`);
+    }
+    this.#acquiring.set(key, (this.#acquiring.get(key) ?? 0) + 1);
+    try {
+      for (let attempt = 1; ; attempt++) {
+        // A keepalive or grant sent after this call began: the key lives >= ttl from the call (promise 3).
+        // Confirmed before the write, so a key is never written onto a lease about to expire.
+        const lease = await this.#leases.confirmed(seconds);
+        let response: ITxnResponse;
+        try {
+          response = await this.client.kv.txn(
+            {
+              // Guard: the key does not exist. Of all contenders, only one txn can see that.
+              compare: [{ key: name, target: 'Create', result: 'Equal', create_revision: 0 }],
+              success: [{ request_put: { key: name, value, lease: lease.id } }],
+              failure: [{ request_range: { key: name } }],
+            },
+            this.#callOptions(),
+          );
+        } catch (error) {
+          // The lease was revoked between its keepalive and the txn: etcd applied
+          // nothing (it checks the lease before writing). Take a new lease, once.
+          if (error instanceof EtcdLeaseInvalidError && attempt === 1) {
+            this.#dropLease(lease);
+            continue;
+          }
+          throw error;
+        }
+        if (response.succeeded) {
+          // The txn's revision is the revision of its put: the key's create revision.
+          return { ok: true, holder: this.#remember(key, claim, BigInt(response.header.revision), lease) };
+        }
+        const kv = kvIn(response);
+        if (kv && this.#isLostAnswerOfOurs(key, kv, value, lease)) {
+          return { ok: true, holder: this.#remember(key, claim, BigInt(kv.create_revision), lease) };
+        }
+        return { ok: false, holder: kv ? decodeHolder(kv) : null };
+      }
+    } finally {
+      const left = (this.#acquiring.get(key) ?? 1) - 1;
+      if (left > 0) this.#acquiring.set(key, left);
+      else this.#acquiring.delete(key);
+    }
+  }
+
+  /**
+   * The key already holds exactly this claim on our lease, in a term no caller
+   * of ours knows about: it is our own write from an attempt whose answer was
+   * lost. etcd3 retries a txn that failed with UNAVAILABLE or a timeout on
+   * another member (its `global` retry policy), and the first attempt may have
+   * been applied; a caller may also retry after a timeout. Adopting the term
+   * is safe (the lease was confirmed for this call) and spares the candidate a
+   * resign-and-campaign round. Only when no other acquire of this key by this
+   * store is in flight, so two concurrent callers can never both win.
+   */
+  #isLostAnswerOfOurs(key: string, kv: IKeyValue, value: Buffer, lease: SharedLease): boolean {
+    return (
+      kv.lease === lease.id &&
+      Buffer.from(kv.value).equals(value) &&
+      this.#holds.get(key)?.token !== BigInt(kv.create_revision) &&
+      this.#acquiring.get(key) === 1
+    );
+  }
+
+  /** Replace (`next` a claim) or release (`next` null) a term this store wrote. */
+  async #swapOwn(key: string, name: Buffer, expected: Holder, next: Claim | null, seconds: number): Promise<SwapResult> {
+    const value = next && encodeHolder(next);
+    if (value && value.length > MAX_ENCODED_BYTES) {
+      throw new RangeError(`EtcdStore.compareAndSwap: argument "next" encodes to ${value.length} bytes, over the ${MAX_ENCODED_BYTES} this store sends to etcd`);
+    }
+    const tracked = this.#holds.get(key);
+    // The lease the key must be on to be ours: the one we wrote it with, else
+    // this store's lease for the TTL (a term whose write answer we never got).
+    const ours = tracked?.lease ?? this.#leases.current(seconds);
+    if (!ours || ours.lost) return { ok: false, holder: await this.#read(name) }; // no lease: nothing here is ours
+
+    let target: SharedLease | undefined;
+    if (next) {
+      // A rewrite confirms the hold like a refresh: a keepalive sent after this
+      // call began (promise 3). A new TTL moves the key to that TTL's lease.
+      if (ours.seconds === seconds) {
+        if (!(await this.#leases.keepalive(ours))) {
+          this.#dropLease(ours);
+          return { ok: false, holder: await this.#read(name) };
+        }
+        target = ours;
+      } else {
+        target = await this.#leases.confirmed(seconds);
+      }
     }
 
-    const hold = this.#holds.get(key);
-    if (!hold || hold.token !== expected.token || hold.id !== expected.id || hold.lease.lost) {
-      return { ok: false, holder: await this.#read(key) };
+    // Guard: still the term `expected` (create revision), on this store's lease, held by the same id.
+    const guard: ICompare[] = [{ key: name, target: 'Create', result: 'Equal', create_revision: expected.token.toString() }, { key: name, target: 'Lease', result: 'Equal', lease: ours.id }, ...idGuard(name, expected.id)];
+    let response: ITxnResponse;
+    try {
+      response = await this.client.kv.txn(
+        {
+          compare: guard,
+          success: [value && target ? { request_put: { key: name, value, lease: target.id } } : { request_delete_range: { key: name } }],
+          failure: [{ request_range: { key: name } }],
+        },
+        this.#callOptions(),
+      );
+    } catch (error) {
+      if (!(error instanceof EtcdLeaseInvalidError) || !target) throw error;
+      // The lease vanished after its keepalive: nothing was written, and the key went with it.
+      this.#dropLease(target);
+      return { ok: false, holder: await this.#read(name) };
     }
-    if (next !== null && !(await this.#keepalive(hold.lease))) {
-      this.#forget(hold.lease);
-      return { ok: false, holder: await this.#read(key) };
-    }
-    // Guard: still the term we wrote (create revision) on our own lease.
-    const guard = [
-      { key: name, target: 'Create' as const, result: 'Equal' as const, create_revision: expected.token.toString() },
-      { key: name, target: 'Lease' as const, result: 'Equal' as const, lease: hold.lease.id },
-    ];
-    const response = await this.client.kv.txn({
-      compare: guard,
-      success: [next === null ? { request_delete_range: { key: name } } : { request_put: { key: name, value: encode(next), lease: hold.lease.id } }],
-      failure: [{ request_range: { key: name } }],
-    });
-    if (!response.succeeded) {
-      this.#holds.delete(key);
-      return { ok: false, holder: this.#fromRange(response.responses) };
-    }
-    if (next === null) {
-      this.#holds.delete(key);
+
+    if (response.succeeded) {
+      if (next && target) return { ok: true, holder: this.#remember(key, next, expected.token, target) };
+      if (this.#holds.get(key)?.token === expected.token) this.#holds.delete(key);
       return { ok: true, holder: null };
     }
-    this.#holds.set(key, { id: next.id, token: hold.token, lease: hold.lease });
-    return { ok: true, holder: { id: next.id, value: next.value, token: hold.token } };
+    const kv = kvIn(response);
+    // Forget our hold only if etcd shows it is gone; a wrong `expected` leaves it alone.
+    if (tracked && (!kv || BigInt(kv.create_revision) !== tracked.token || kv.lease !== tracked.lease.id)) {
+      if (this.#holds.get(key) === tracked) this.#holds.delete(key);
+    }
+    return { ok: false, holder: kv ? decodeHolder(kv) : null };
   }
 
-  async refresh(key: string, held: Holder, ttl: number): Promise<Holder | null> {
-    this.#checkArgs(key, ttl);
+  async #refresh(key: string, held: Holder, seconds: number): Promise<Holder | null> {
     const hold = this.#holds.get(key);
-    if (!hold || hold.token !== held.token || hold.id !== held.id || hold.lease.lost) return null;
-    if (await this.#keepalive(hold.lease)) return held;
-    this.#forget(hold.lease);
-    return null;
-  }
-
-  async *watch(key: string, signal: AbortSignal): AsyncIterable<Holder | null> {
-    this.#checkArgs(key, 1);
-    type Item = { revision: bigint; holder: Holder | null } | { error: Error };
-    const queue: Item[] = [];
-    let wake: (() => void) | undefined;
-    const push = (item: Item): void => {
-      queue.push(item);
-      wake?.();
-    };
-    const stop = (): void => wake?.();
-    signal.addEventListener('abort', stop, { once: true });
-    this.#closers.add(stop);
-
-    const first = await this.client.kv.range({ key: Buffer.from(key) });
-    let revision = BigInt(first.header.revision);
-    let last: Holder | null = first.kvs[0] ? decode(first.kvs[0]) : null;
-    const watcher = await this.client.watch().key(key).startRevision((revision + 1n).toString()).create();
-    let disconnected = false;
-    watcher.on('put', (kv) => push({ revision: BigInt(kv.mod_revision), holder: decode(kv) }));
-    watcher.on('delete', (kv) => push({ revision: BigInt(kv.mod_revision), holder: null }));
-    watcher.on('disconnected', () => (disconnected = true));
-    watcher.on('connected', () => {
-      if (!disconnected) return;
-      disconnected = false;
-      // After a reconnect, read the key again: if events were compacted away
-      // or the stream resumed oddly, the level (the current state) still arrives.
-      this.client.kv.range({ key: Buffer.from(key) }).then(
-        (response) => push({ revision: BigInt(response.header.revision), holder: response.kvs[0] ? decode(response.kvs[0]) : null }),
-        () => {},
+    // Not a term this store holds (released, lost with its lease, or never ours): definitely not ours.
+    if (!hold || hold.token !== held.token || hold.id !== held.id) return null;
+    if (hold.lease.ttl < seconds) {
+      throw new RangeError(
+        `EtcdStore.refresh: argument "ttl" is ${seconds} s but the hold on ${JSON.stringify(key)} is on a ${hold.lease.ttl} s lease; change a hold's ttl with compareAndSwap`,
       );
-    });
-    watcher.on('error', (error) => push({ error }));
-    try {
-      yield last;
-      while (!signal.aborted && !this.#closed) {
-        const item = queue.shift();
-        if (!item) {
-          await new Promise<void>((resolve) => (wake = resolve));
-          wake = undefined;
-          continue;
-        }
-        if ('error' in item) throw item.error;
-        // Never go back: an item older than what we have already said is dropped.
-        if (item.revision <= revision) continue;
-        revision = item.revision;
-        const same = last === null ? item.holder === null : item.holder !== null && item.holder.token === last.token && item.holder.id === last.id && item.holder.value === last.value;
-        if (same) continue;
-        last = item.holder;
-        yield last;
-      }
-      if (this.#closed && !signal.aborted) throw new Error('EtcdStore: the store was closed');
-    } finally {
-      signal.removeEventListener('abort', stop);
-      this.#closers.delete(stop);
-      await watcher.cancel().catch(() => {});
     }
-  }
-
-  /**
-   * Ends watches and revokes this store's leases, which frees at once any key
-   * still held through it (stop candidates first: they resign cleanly), then
-   * closes the client if this store created it.
-   */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const stop of [...this.#closers]) stop();
-    const leases = await Promise.allSettled([...this.#leases.values()]);
-    await Promise.allSettled(
-      leases.map((result) =>
-        result.status === 'fulfilled' && !result.value.lost
-          ? this.client.leaseClient.leaseRevoke({ ID: result.value.id }, { deadline: new Date(Date.now() + 1000) })
-          : undefined,
-      ),
-    );
-    this.#leases.clear();
-    this.#holds.clear();
-    if (this.#ownsClient) this.client.close();
-  }
-
-  // ---- leases ----------------------------------------------------------------
-
-  /** The lease for `ttl`, confirmed alive by a grant or keepalive sent after this call. */
-  async #confirmedLease(ttl: number): Promise<LeaseState> {
-    const seconds = Math.max(1, Math.ceil(ttl));
-    const existing = this.#leases.get(seconds);
-    if (existing) {
-      const lease = await existing.catch(() => undefined);
-      if (lease && !lease.lost && (await this.#keepalive(lease))) return lease;
-      if (lease) this.#forget(lease);
-      if (this.#leases.get(seconds) === existing) this.#leases.delete(seconds);
+    // Keepalive sent after this call began, answered with TTL > 0: etcd keeps
+    // the lease, and with it the key, at least its TTL from now (promise 3).
+    if (!(await this.#leases.keepalive(hold.lease))) {
+      this.#dropLease(hold.lease);
+      return null;
     }
-    let granting = this.#leases.get(seconds);
-    if (!granting) {
-      granting = this.client.leaseClient
-        .leaseGrant({ TTL: seconds })
-        .then((response) => this.#lease(seconds, response.ID));
-      this.#leases.set(seconds, granting);
-      granting.catch(() => {
-        if (this.#leases.get(seconds) === granting) this.#leases.delete(seconds);
-      });
-      return granting; // a grant sent just now: alive for its TTL from now
-    }
-    // Someone else's grant in flight may have been sent before we began; confirm it.
-    const lease = await granting;
-    if (await this.#keepalive(lease)) return lease;
-    this.#forget(lease);
-    throw new Error(`EtcdStore: lease ${lease.id} was lost as soon as it was granted`);
+    const now = this.#holds.get(key);
+    if (!now || now.token !== held.token || now.id !== held.id) return null; // released meanwhile
+    if (now.lease !== hold.lease) return this.#refresh(key, held, seconds); // moved to another lease meanwhile
+    return held;
   }
 
-  /**
-   * One keepalive round trip sent after every caller joined: true if etcd
-   * says the lease lives, false if it says the lease is gone, rejects if we
-   * cannot tell.
-   */
-  #keepalive(lease: LeaseState): Promise<boolean> {
-    return lease.lost ? Promise.resolve(false) : lease.confirm();
+  // ---- bookkeeping ------------------------------------------------------------
+
+  #remember(key: string, claim: Claim, token: bigint, lease: SharedLease): Holder {
+    this.#holds.set(key, { id: claim.id, token, lease });
+    return { id: claim.id, value: claim.value, token };
   }
 
-  #lease(ttl: number, id: string): LeaseState {
-    const lease: LeaseState = { ttl, id, lost: false, confirm: () => Promise.resolve(false) };
-    lease.confirm = coalesce(() => this.#sendKeepalive(lease));
-    return lease;
-  }
-
-  async #sendKeepalive(lease: LeaseState): Promise<boolean> {
-    const stream = await this.client.leaseClient.leaseKeepAlive();
-    try {
-      const response = await new Promise<{ TTL: string }>((resolve, reject) => {
-        stream.on('data', resolve);
-        stream.on('error', reject);
-        stream.on('end', () => reject(new Error('EtcdStore: the keepalive stream ended without an answer')));
-        stream.write({ ID: lease.id });
-      });
-      const alive = Number(response.TTL) > 0;
-      if (!alive) lease.lost = true;
-      return alive;
-    } finally {
-      stream.end();
-    }
-  }
-
-  #forget(lease: LeaseState): void {
-    lease.lost = true;
+  /** etcd said the lease is gone: so is every key on it. Later acquires get a new lease. */
+  #dropLease(lease: SharedLease): void {
+    this.#leases.markLost(lease);
     for (const [key, hold] of this.#holds) if (hold.lease === lease) this.#holds.delete(key);
-    const current = this.#leases.get(lease.ttl);
-    current?.then(
-      (state) => {
-        if (state === lease && this.#leases.get(lease.ttl) === current) this.#leases.delete(lease.ttl);
-      },
-      () => {},
+  }
+
+  async #read(name: Buffer): Promise<Holder | null> {
+    const response = await this.client.kv.range({ key: name }, this.#callOptions());
+    const kv = response.kvs[0];
+    return kv ? decodeHolder(kv) : null;
+  }
+
+  #callOptions(): { deadline: Date } {
+    return { deadline: new Date(Date.now() + this.#requestTimeoutMs) };
+  }
+
+  /** Run an operation unless closed; give up waiting for it when `signal` aborts. */
+  async #run<T>(signal: AbortSignal | undefined, operation: () => Promise<T>): Promise<T> {
+    if (this.#closed.signal.aborted) throw closedError();
+    signal?.throwIfAborted();
+    this.#inFlight++;
+    const work = operation().finally(() => this.#inFlight--);
+    if (!signal) return work;
+    // The request itself goes on until its deadline; only the caller stops waiting.
+    work.catch(() => {});
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = (): void => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
+  }
+}
+
+/** `new EtcdStore(...)` as a function, for code that takes a store factory. */
+export function createEtcdStore(connection: EtcdConnectionInput, options?: EtcdStoreOptions): EtcdStore {
+  return new EtcdStore(connection, options);
+}
+
+// ---- construction -------------------------------------------------------------
+
+interface Settings {
+  requestTimeoutMs: number;
+  watchRetryInitialMs: number;
+  watchRetryMaxMs: number;
+}
+
+function checkOptions(options: EtcdStoreOptions): Settings {
+  if (options === null || typeof options !== 'object') throw invalid('new EtcdStore', 'options', 'an object', options);
+  const seconds = (name: keyof EtcdStoreOptions, fallback: number): number => {
+    const value = options[name] ?? fallback;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+      throw invalid('new EtcdStore', `options.${name}`, 'a finite number of seconds greater than 0', options[name]);
+    }
+    return value * 1000;
+  };
+  const settings = {
+    requestTimeoutMs: seconds('requestTimeout', 5),
+    watchRetryInitialMs: seconds('watchRetryInitial', 0.1),
+    watchRetryMaxMs: seconds('watchRetryMax', 1),
+  };
+  if (settings.watchRetryMaxMs < settings.watchRetryInitialMs) {
+    throw invalid('new EtcdStore', 'options.watchRetryMax', `at least options.watchRetryInitial (${settings.watchRetryInitialMs / 1000})`, options.watchRetryMax);
+  }
+  return settings;
+}
+
+/** An Etcd3 client, also one from another copy of the etcd3 package. A namespace is refused. */
+function isEtcd3(value: unknown): value is Etcd3 {
+  if (value instanceof Etcd3) return true;
+  if (typeof value !== 'object' || value === null) return false;
+  const looksLikeClient = 'kv' in value && 'leaseClient' in value && typeof (value as { watch?: unknown }).watch === 'function';
+  if (!looksLikeClient) return false;
+  if (value instanceof Namespace || !('cluster' in value)) {
+    // A Namespace prefixes keys in its builders but not in the raw kv/lease calls this store makes.
+    throw new TypeError(
+      'EtcdStore: got an etcd3 Namespace (client.namespace(...)); pass the root Etcd3 client and put the prefix in the candidate\'s path instead',
     );
   }
+  return true;
+}
 
-  // ---- reads -------------------------------------------------------------------
-
-  async #read(key: string): Promise<Holder | null> {
-    const response = await this.client.kv.range({ key: Buffer.from(key) });
-    return response.kvs[0] ? decode(response.kvs[0]) : null;
+function clientOptions(connection: Exclude<EtcdConnectionInput, Etcd3>, settings: Settings): IOptions {
+  let given: IOptions;
+  if (typeof connection === 'string') given = parseEtcdConnectionString(connection);
+  else if (Array.isArray(connection)) given = { hosts: parseEtcdHosts(connection as readonly string[]) };
+  else if (connection !== null && typeof connection === 'object') {
+    given = connection as IOptions;
+    const hosts = given.hosts;
+    const ok = (typeof hosts === 'string' && hosts.trim() !== '') || (Array.isArray(hosts) && hosts.length > 0 && hosts.every((h) => typeof h === 'string' && h !== ''));
+    if (!ok) throw invalid('new EtcdStore', 'connection.hosts', 'a host URL or a non-empty array of them, e.g. ["http://127.0.0.1:2379"]', hosts);
+  } else {
+    throw invalid(
+      'new EtcdStore',
+      'connection',
+      'a connection string like "etcd://127.0.0.1:2379", an array of hosts, an etcd3 options object or an Etcd3 client',
+      connection,
+    );
   }
+  return {
+    ...given,
+    grpcOptions: {
+      // Notice a dead connection under the long-lived watch stream in ~15 s
+      // rather than the OS's TCP timeout (minutes). etcd allows client pings
+      // every 5 s (--grpc-keepalive-min-time) and only while a call is open,
+      // which is why keepalive_permit_without_calls stays off.
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      ...given.grpcOptions,
+    },
+    faultHandling: {
+      // A failed call is retried once on another member, so a 3-member cluster
+      // rides out a dead member. A member that keeps failing is skipped for 1 s,
+      // not etcd3's 5 s, so a restarted single etcd is used again quickly.
+      global: retry(handleWhen(isRecoverableError), { maxAttempts: 1 }),
+      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
+      watchBackoff: watchBackoff(settings.watchRetryInitialMs, settings.watchRetryMaxMs),
+      ...given.faultHandling,
+    },
+  };
+}
 
-  #fromRange(responses: IResponseOp[]): Holder | null {
-    const kv = responses[0]?.response_range?.kvs[0];
-    return kv ? decode(kv) : null;
-  }
+/**
+ * The reconnect delays of the watch stream: doubling from `initialMs` up to
+ * `maxMs`, with "equal jitter" so that many clients do not reconnect in step.
+ * etcd3's watch manager calls `next()` on this object for the first delay.
+ */
+function watchBackoff(initialMs: number, maxMs: number, attempt = -1): IBackoff<unknown> {
+  const base = attempt < 0 ? initialMs : Math.min(maxMs, initialMs * 2 ** attempt);
+  return { duration: base / 2 + (Math.random() * base) / 2, next: () => watchBackoff(initialMs, maxMs, attempt + 1) };
+}
 
-  #checkArgs(key: string, ttl: number): void {
-    if (this.#closed) throw new Error('EtcdStore: the store was closed');
-    check('key', typeof key === 'string' && key.length > 0, 'a non-empty string', key);
-    check('ttl', typeof ttl === 'number' && Number.isFinite(ttl) && ttl > 0, 'a finite number of seconds greater than 0', ttl);
+// ---- arguments ----------------------------------------------------------------
+
+/** Whole seconds for a lease: rounded up, never down (promise 3). */
+function leaseSeconds(ttl: number): number {
+  return Math.max(1, Math.ceil(ttl));
+}
+
+function checkKey(where: string, key: unknown): void {
+  if (typeof key !== 'string' || key.length === 0) throw invalid(where, 'key', 'a non-empty string', key);
+}
+
+function checkTtl(where: string, ttl: unknown): void {
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0) throw invalid(where, 'ttl', 'a finite number of seconds greater than 0', ttl);
+  if (ttl > MAX_LEASE_TTL) throw invalid(where, 'ttl', `at most ${MAX_LEASE_TTL} seconds (etcd's longest lease)`, ttl);
+}
+
+function checkHolder(where: string, name: string, holder: unknown, nullable: boolean): void {
+  if (holder === null && nullable) return;
+  const h = holder as Partial<Holder> | null;
+  if (h === null || typeof h !== 'object' || typeof h.id !== 'string' || typeof h.value !== 'string' || typeof h.token !== 'bigint') {
+    throw invalid(where, name, `${nullable ? 'null or ' : ''}a holder { id: string, value: string, token: bigint }`, holder);
   }
+}
+
+function checkClaim(where: string, claim: unknown): void {
+  if (claim === null) return;
+  const c = claim as Partial<Claim> | null;
+  if (c === null || typeof c !== 'object' || typeof c.id !== 'string' || typeof c.value !== 'string') {
+    throw invalid(where, 'next', 'null or a claim { id: string, value: string }', claim);
+  }
+}
+
+function checkSignal(where: string, signal: unknown, required: boolean): void {
+  if (signal === undefined && !required) return;
+  const s = signal as Partial<AbortSignal> | null;
+  if (s === null || typeof s !== 'object' || typeof s.aborted !== 'boolean' || typeof s.addEventListener !== 'function') {
+    throw invalid(where, 'signal', required ? 'an AbortSignal' : 'an AbortSignal or undefined', signal);
+  }
+}
+
+function invalid(where: string, name: string, expected: string, got: unknown): TypeError {
+  return new TypeError(`${where}: argument "${name}" must be ${expected} (got ${describe(got)})`);
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return `string ${JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value)}`;
+  if (typeof value === 'number') return Number.isNaN(value) ? 'NaN' : `number ${value}`;
+  if (typeof value === 'bigint') return `bigint ${value}n`;
+  if (value === null || value === undefined) return String(value);
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : typeof value;
+}
+
+function closedError(): Error {
+  return new Error('EtcdStore: the store was closed');
+}
+
+// ---- txn answers --------------------------------------------------------------
+
+function kvIn(response: ITxnResponse): IKeyValue | undefined {
+  return response.responses[0]?.response_range?.kvs[0];
+}
+
+function holderIn(response: ITxnResponse): Holder | null {
+  const kv = kvIn(response);
+  return kv ? decodeHolder(kv) : null;
+}
+
+/** Wait for `work`, at most `ms`. */
+async function withTimeout(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([work, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }

@@ -1,2 +1,3 @@
-export { EtcdStore, type EtcdStoreOptions } from './etcd-store.js';
-export { parseEtcdConnectionString } from './connection.js';
+export { EtcdStore, createEtcdStore, type EtcdStoreOptions, type EtcdConnectionInput } from './etcd-store.js';
+export { parseEtcdConnectionString, parseEtcdHosts, type EtcdConnection } from './connection.js';
+export { FOREIGN_HOLDER_ID } from './codec.js';
