@@ -1,408 +1,435 @@
 /**
- * `LockStore` over Consul: sessions, KV locks in one transaction, blocking queries.
+ * `LockStore` over Consul: a hold is a KV key locked by a session, a swap is
+ * one guarded `/v1/txn`, a watch is a blocking query. How each contract
+ * promise is kept:
  *
- * - A hold is a KV key locked by a session. One session per distinct TTL per
- *   store, shared by every key it holds and renewed by the store: refreshing
- *   1,000 keys costs one renew. Sessions use Behavior "delete", so when one is
- *   invalidated (a crashed process stops renewing) Consul deletes its keys.
- * - The fencing token is the key's CreateIndex, a raft index that only grows:
- *   every term creates the key anew (release and invalidation delete it). Not
- *   LockIndex, which restarts at 1 when a key is created again.
- * - A swap is one `/v1/txn` whose checks keep two leaders apart.
+ * 1. Mutual exclusion: acquiring is one txn `[check-not-exists key, lock key]`;
+ *    only one contender's txn can find the key absent, and `lock` itself fails
+ *    on a key another session holds. Replacing or releasing a term is one txn
+ *    guarded by `check-session key == ours` and `check-index key == the
+ *    ModifyIndex we last wrote or read`.
+ * 2. Server-side expiry: the key is locked by a session with a TTL. A process
+ *    that stops refreshing stops renewing the session; Consul invalidates it
+ *    between ttl and 2 × ttl later (SessionTTLMultiplier = 2) and, with
+ *    Behavior "delete", deletes its keys. Crash failover therefore takes up
+ *    to 2 × ttl (plus LockDelay, 0 by default).
+ * 3. A confirmed hold lasts at least `ttl` from the call: every confirmation
+ *    (refresh, acquire, rewrite) rests on a session renew or create *sent after
+ *    the call began* (sessions.ts), shared by concurrent callers.
+ * 4. Ownership: a store only touches keys locked by one of its own sessions
+ *    (`check-session`), so another process cannot replace or release them,
+ *    even with the same id.
+ * 5. Fencing tokens: the token is the key's CreateIndex, a raft index, which
+ *    only grows. Every term creates the key anew: release and invalidation
+ *    delete it, and an acquisition never locks a key that exists (a leftover
+ *    unlocked key is deleted and created again in the same txn). Not
+ *    LockIndex, which starts again at 1 when a key is created again.
  *
- * Consul's rules, from its docs and sources (agent/consul/session_ttl.go,
- * agent/consul/state/kvs.go, hashicorp/consul#1006):
- * - A session TTL is between 10 s and 86400 s. The server waits up to 2 × TTL
- *   before it invalidates a session (SessionTTLMultiplier): crash failover
- *   takes between ttl and 2 × ttl. Renewing an invalidated session answers 404.
- * - LockDelay (default 15 s) keeps a key from being locked for that long
- *   after its session is invalidated. A lock refused by lock-delay looks like
- *   any refused lock. We create sessions with LockDelay "0s" by default: the
- *   candidate's local deadline already keeps an old leader from overlapping
- *   with a new one, and 15 s more on every crash failover buys nothing.
- *   (The npm client drops `lockdelay: 0` as falsy; the string "0s" gets through.)
- * - Blocking queries (`?index=&wait=`) may return without a change, and the
- *   index may go backwards (agent restart, snapshot restore): reset it to 0
- *   then; never send 0 after the first read. Reads that decide ownership are
- *   `?consistent`: a partitioned old Consul leader can serve stale reads (hashicorp/consul#54).
+ * LockDelay: Consul refuses, for LockDelay after a session is invalidated
+ * (TTL, health check, destroy — not after a release or a delete), any lock on
+ * the keys that session held. Its default is 15 s, added to every crash
+ * failover; vip's default is 0: the old leader stops at its local deadline,
+ * before Consul can invalidate its session, so the delay protects nothing.
+ * Through `?acquire=` a lock-delay refusal is a plain `false`, like a held key
+ * (hashicorp/consul#1006); through `/v1/txn` Consul says so ("failed to lock
+ * key … due to lock delay", agent/consul/txn_endpoint.go, preCheck), and
+ * `compareAndSwap` answers `{ ok: false, holder: null }`: the key is free but
+ * not yet lockable, and the candidate retries with backoff rather than at once.
  */
-import { EventEmitter } from 'node:events';
-import { coalesce, type Claim, type Holder, type LockStore, type StoreLimits, type SwapResult } from '@vip/core';
+import { setMaxListeners } from 'node:events';
+import { VipOptionError, type Claim, type Holder, type LockStore, type StoreLimits, type SwapResult } from '@vip/core';
 import Consul from 'consul';
-import { parseConsulConnectionString } from './connection.js';
-
-export interface ConsulConnectionOptions {
-  host?: string;
-  port?: number;
-  secure?: boolean;
-  /** ACL token (sent as X-Consul-Token). */
-  token?: string;
-  /** TLS: CA certificate(s) to trust, and a client certificate and key. */
-  ca?: string | Buffer | (string | Buffer)[];
-  cert?: string | Buffer;
-  key?: string | Buffer;
-}
+import { MAX_VALUE_BYTES, encodeHolder } from './codec.js';
+import { consulClientOptions, type ConsulConnectionOptions } from './connection.js';
+import { ConsulHttp, type KvEntry, type TxnError, type TxnOp } from './consul-http.js';
+import { consulKey } from './keys.js';
+import { SessionPool, type Session } from './sessions.js';
+import { holderOf, watchHolder } from './watch.js';
 
 export interface ConsulStoreOptions {
   /**
-   * Consul's lock delay for this store's sessions, in seconds. Default 0:
-   * failover as soon as Consul invalidates a dead leader's session. Consul's own
-   * default is 15.
+   * Seconds Consul refuses to lock a key after the session holding it was
+   * invalidated, from 0 to 60 (Consul's range). Default 0: failover as soon as
+   * Consul invalidates a dead leader's session. Consul's own default is 15,
+   * which only delays every crash failover: the old leader stops at its own
+   * local deadline, before Consul can hand the key to anyone.
    */
   lockDelay?: number;
-  /** Session name shown in Consul's UI. Default "vip". */
+  /**
+   * What Consul does with the keys of an invalidated session. Default
+   * "delete": the key goes, and the next term creates it anew (a new token).
+   * "release" leaves the key unlocked; the next acquisition then deletes and
+   * recreates it in one txn, so tokens still grow, but the stale value stays
+   * visible in Consul until then.
+   */
+  behavior?: 'delete' | 'release';
+  /** Session name shown in Consul's UI and `consul operator` output. Default "vip". */
   sessionName?: string;
-  /** Seconds a blocking query waits for a change before asking again. Default 30. */
+  /** Seconds a watch's blocking query waits for a change before asking again, 1 to 600. Default 30. */
   watchWait?: number;
+  /**
+   * Seconds any single request may take before it is abandoned, its outcome
+   * unknown. Default 10. Candidates usually give up sooner through their own
+   * timeouts; this bounds what is left behind.
+   */
+  requestTimeout?: number;
 }
 
-/** The bits of Consul's KV entry we read. */
-interface KvEntry {
-  Key: string;
-  Value: string | null;
-  Session?: string;
-  CreateIndex: number;
-  ModifyIndex: number;
-}
-
-/** The calls we make, typed here: the npm client's typings omit index, wait, consistent and Session. */
-interface ConsulApi {
-  kv: { get(options: object): Promise<unknown> };
-  session: {
-    create(options: object): Promise<{ ID: string }>;
-    renew(options: object): Promise<unknown>;
-    destroy(options: object): Promise<unknown>;
-  };
-  transaction: { create(operations: object[], options?: object): Promise<{ Results?: { KV: KvEntry }[] | null }> };
-}
-
-interface ResponseError extends Error {
-  response?: { statusCode?: number; body?: unknown; headers?: Record<string, string | undefined> };
-}
-
-interface Session {
-  readonly ttl: number;
-  readonly id: string;
-  lost: boolean;
-  /** A renew shared by every caller that arrives before it is sent (see `coalesce`). */
-  confirm: () => Promise<boolean>;
-}
+/** What `new ConsulStore(x)` accepts. */
+export type ConsulConnectionInput = string | ConsulConnectionOptions | Consul;
 
 interface Hold {
   readonly id: string;
   readonly token: bigint;
   readonly session: Session;
-  /** ModifyIndex of our last write: the check-index guard of our next one. */
+  /** ModifyIndex of the key as we last wrote or read it: the `check-index` guard of our next write. */
   modifyIndex: number;
 }
 
-const statusOf = (error: unknown): number | undefined => (error as ResponseError).response?.statusCode;
+/** Why a txn was rolled back, from Consul's own error texts (agent/consul/state/txn.go, kvs.go; txn_endpoint.go). */
+type Refusal = 'guard' | 'lock-delay' | 'session-gone';
 
-/** Consul keys have no leading slash: `/jobs/report` and `jobs/report` name the same key. */
-function consulKey(key: string): string {
-  return key.replace(/^\/+/, '');
-}
-
-function encode(claim: Claim): string {
-  return JSON.stringify({ v: 1, id: claim.id, value: claim.value });
-}
-
-/** A key without a session is not held (a leftover): as far as an election goes, it is free. */
-function decode(entry: KvEntry | undefined): Holder | null {
-  if (!entry || !entry.Session) return null;
-  const token = BigInt(entry.CreateIndex);
-  const raw = entry.Value ?? '';
-  try {
-    const parsed = JSON.parse(raw) as { id?: unknown; value?: unknown };
-    if (typeof parsed.id === 'string' && typeof parsed.value === 'string') return { id: parsed.id, value: parsed.value, token };
-  } catch {
-    // Locked by something other than vip: fall through.
-  }
-  return { id: '(not a vip holder)', value: raw, token };
-}
-
-function check(name: string, ok: boolean, expected: string, got: unknown): void {
-  if (!ok) throw new TypeError(`ConsulStore: argument "${name}" must be ${expected} (got ${typeof got === 'string' ? JSON.stringify(got) : String(got)})`);
-}
-
-/** An EventEmitter the npm client aborts a request on (`cancel`), and that asks it for the response headers. */
-function requestContext(signal?: AbortSignal): EventEmitter & { includeResponse: true } {
-  const ctx = Object.assign(new EventEmitter(), { includeResponse: true as const });
-  if (signal) {
-    if (signal.aborted) queueMicrotask(() => ctx.emit('cancel'));
-    else signal.addEventListener('abort', () => ctx.emit('cancel'), { once: true });
-  }
-  return ctx;
-}
+const WHERE = 'ConsulStore';
 
 export class ConsulStore implements LockStore {
-  /** Consul's session TTL range, and its 512 KiB KV value limit less room for the encoding. */
-  readonly limits: StoreLimits = { minTtl: 10, maxTtl: 86400, maxValueBytes: 64 * 1024 + 1024 };
+  /**
+   * Consul's session TTL range ("10s" to "86400s"; shorter or longer TTLs are
+   * refused when a candidate is created, never clamped), and the id + value
+   * size that always fits Consul's 512 KiB limits once encoded (codec.ts).
+   */
+  readonly limits: StoreLimits = { minTtl: 10, maxTtl: 86400, maxValueBytes: MAX_VALUE_BYTES };
+  /** The npm `consul` client this store talks through. */
   readonly client: Consul;
-  readonly #api: ConsulApi;
-  readonly #options: Required<ConsulStoreOptions>;
-  readonly #sessions = new Map<number, Promise<Session>>();
+  readonly #ownsClient: boolean;
+  readonly #http: ConsulHttp;
+  readonly #sessions: SessionPool;
+  /** The terms this store wrote, by Consul key. */
   readonly #holds = new Map<string, Hold>();
-  readonly #closers = new Set<() => void>();
-  #closed = false;
+  readonly #closed = new AbortController();
+  readonly #watchWait: number;
+  #closing: Promise<void> | undefined;
 
-  constructor(connection: string | ConsulConnectionOptions | Consul, options: ConsulStoreOptions = {}) {
+  /**
+   * @param connection `consul://host:8500`, `consuls://host:8501` (TLS), an
+   *   options object (`host`, `port`, `secure`, `token`, `ca`, `cert`, `key`),
+   *   or an existing `Consul` client, which `close()` then leaves open.
+   */
+  constructor(connection: ConsulConnectionInput, options: ConsulStoreOptions = {}) {
+    const settings = checkOptions(options);
     if (connection instanceof Consul) {
       this.client = connection;
-    } else if (typeof connection === 'string') {
-      this.client = new Consul(parseConsulConnectionString(connection));
-    } else if (connection && typeof connection === 'object') {
-      const { token, ...rest } = connection;
-      this.client = new Consul({ ...rest, ...(token ? { defaults: { token } } : {}) } as ConstructorParameters<typeof Consul>[0]);
+      this.#ownsClient = false;
     } else {
-      throw new TypeError(
-        `ConsulStore: expected a connection string like "consul://127.0.0.1:8500", an options object or a Consul client (got ${String(connection)})`,
-      );
+      this.client = new Consul(consulClientOptions(connection) as ConstructorParameters<typeof Consul>[0]);
+      this.#ownsClient = true;
     }
-    this.#api = this.client as unknown as ConsulApi;
-    const lockDelay = options.lockDelay ?? 0;
-    check('options.lockDelay', typeof lockDelay === 'number' && Number.isFinite(lockDelay) && lockDelay >= 0 && lockDelay <= 60, 'a number of seconds from 0 to 60', lockDelay);
-    const watchWait = options.watchWait ?? 30;
-    check('options.watchWait', typeof watchWait === 'number' && watchWait >= 1 && watchWait <= 600, 'a number of seconds from 1 to 600', watchWait);
-    this.#options = { lockDelay, sessionName: options.sessionName ?? 'vip', watchWait };
+    this.#http = new ConsulHttp(this.client, settings.requestTimeout * 1000);
+    this.#sessions = new SessionPool(this.#http, (ttl) => ({
+      name: settings.sessionName,
+      ttl: `${ttl}s`,
+      lockDelay: `${settings.lockDelay}s`,
+      behavior: settings.behavior,
+    }));
+    this.#watchWait = settings.watchWait;
+    // Every watch listens for the store closing.
+    setMaxListeners(0, this.#closed.signal);
   }
 
   async compareAndSwap(key: string, expected: Holder | null, next: Claim | null, ttl: number, signal?: AbortSignal): Promise<SwapResult> {
-    this.#checkArgs(key, ttl);
-    check('next', next === null || (typeof next?.id === 'string' && typeof next.value === 'string'), 'null or { id, value } strings', next);
-    const name = consulKey(key);
-    if (expected === null) {
-      if (next === null) return { ok: false, holder: decode(await this.#read(name, signal)) };
-      const session = await this.#confirmedSession(ttl, signal);
-      // Guard: the key does not exist, so the lock creates it with a new CreateIndex.
-      let result = await this.#txn([{ KV: { Verb: 'check-not-exists', Key: name } }, this.#lock(name, next, session)], signal);
-      if (!result.ok) {
-        const current = await this.#read(name, signal);
-        if (current && !current.Session) {
-          // A leftover key nobody holds: delete and create it anew in one txn,
-          // so the new term gets a new CreateIndex, never the leftover's.
-          result = await this.#txn(
-            [{ KV: { Verb: 'delete-cas', Key: name, Index: current.ModifyIndex } }, this.#lock(name, next, session)],
-            signal,
-          );
-        }
-        if (!result.ok) {
-          // Held by someone, or (key absent, lock refused) a lock-delay in effect: both are "not now".
-          return { ok: false, holder: decode(current ?? undefined) };
-        }
-      }
-      const entry = result.entry!;
-      const token = BigInt(entry.CreateIndex);
-      this.#holds.set(key, { id: next.id, token, session, modifyIndex: entry.ModifyIndex });
-      return { ok: true, holder: { id: next.id, value: next.value, token } };
-    }
-
-    const hold = this.#holds.get(key);
-    if (!hold || hold.token !== expected.token || hold.id !== expected.id || hold.session.lost) {
-      return { ok: false, holder: decode(await this.#read(name, signal)) };
-    }
-    if (next !== null && !(await this.#renew(hold.session, signal))) {
-      this.#forget(hold.session);
-      return { ok: false, holder: decode(await this.#read(name, signal)) };
-    }
-    // Guard: our session still holds the key, unchanged since our last write of this term.
-    const guard = [
-      { KV: { Verb: 'check-session', Key: name, Session: hold.session.id } },
-      { KV: { Verb: 'check-index', Key: name, Index: hold.modifyIndex } },
-    ];
-    const write = next === null ? { KV: { Verb: 'delete', Key: name } } : this.#lock(name, next, hold.session);
-    const result = await this.#txn([...guard, write], signal);
-    if (!result.ok) {
-      this.#holds.delete(key);
-      return { ok: false, holder: decode(await this.#read(name, signal)) };
-    }
-    if (next === null) {
-      this.#holds.delete(key);
-      return { ok: true, holder: null };
-    }
-    this.#holds.set(key, { id: next.id, token: hold.token, session: hold.session, modifyIndex: result.entry!.ModifyIndex });
-    return { ok: true, holder: { id: next.id, value: next.value, token: hold.token } };
+    const where = `${WHERE}.compareAndSwap`;
+    const name = consulKey(where, key);
+    checkHolder(where, 'expected', expected);
+    checkClaim(where, next);
+    checkTtl(where, ttl);
+    checkSignal(where, signal);
+    this.#checkOpen();
+    if (expected !== null) return this.#swapOwn(name, expected, next, ttl, signal);
+    if (next !== null) return this.#acquire(name, next, ttl, signal);
+    // Nothing to write: succeed if the key is free.
+    const holder = holderOf(await this.#read(name, signal));
+    return { ok: holder === null, holder };
   }
 
   async refresh(key: string, held: Holder, ttl: number, signal?: AbortSignal): Promise<Holder | null> {
-    this.#checkArgs(key, ttl);
-    const hold = this.#holds.get(key);
-    if (!hold || hold.token !== held.token || hold.id !== held.id || hold.session.lost) return null;
-    if (await this.#renew(hold.session, signal)) return held;
-    this.#forget(hold.session);
+    const where = `${WHERE}.refresh`;
+    const name = consulKey(where, key);
+    checkHolder(where, 'held', held);
+    if (held === null) throw new VipOptionError(where, 'held', 'a holder { id, value, token }', held);
+    checkTtl(where, ttl);
+    checkSignal(where, signal);
+    this.#checkOpen();
+    const hold = await this.#holdFor(name, held, signal);
+    if (!hold) return null;
+    checkSessionTtl(where, hold.session, ttl);
+    // The session renew is shared with every other refresh of this tick; a
+    // caller that gives up stops waiting for it, without cancelling it for the others.
+    if (await abandonable(hold.session.confirm(), signal)) return held;
+    this.#lost(hold.session);
     return null;
   }
 
-  async *watch(key: string, signal: AbortSignal): AsyncIterable<Holder | null> {
-    this.#checkArgs(key, 10);
-    const name = consulKey(key);
-    const closed = new AbortController();
-    const stop = (): void => closed.abort();
-    this.#closers.add(stop);
-    const both = AbortSignal.any([signal, closed.signal]);
-    let index = 0;
-    let last: Holder | null | undefined;
-    let failures = 0;
-    try {
-      while (!both.aborted) {
-        let entry: KvEntry | undefined;
-        let nextIndex: number;
-        try {
-          const response = await this.#blockingRead(name, index, both);
-          entry = response.entry;
-          nextIndex = response.index;
-          failures = 0;
-        } catch (error) {
-          if (both.aborted) break;
-          // The agent is unreachable or restarting: ask again soon, from scratch.
-          await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 100 * 2 ** failures++)));
-          index = 0;
-          void error;
-          continue;
-        }
-        // Consul's index rules: a smaller index means the agent's state was reset; 0 is never valid to wait on.
-        index = nextIndex < index ? 0 : Math.max(nextIndex, 1);
-        const holder = decode(entry);
-        const same =
-          last !== undefined &&
-          (last === null ? holder === null : holder !== null && holder.token === last.token && holder.id === last.id && holder.value === last.value);
-        if (same) continue;
-        // Never go back to an older term than one already yielded (unless the agent lost its state).
-        if (last && holder && holder.token < last.token && nextIndex >= index) continue;
-        last = holder;
-        yield holder;
+  watch(key: string, signal: AbortSignal): AsyncIterable<Holder | null> {
+    const where = `${WHERE}.watch`;
+    const name = consulKey(where, key);
+    if (!(signal instanceof AbortSignal)) throw new VipOptionError(where, 'signal', 'an AbortSignal', signal);
+    this.#checkOpen();
+    return watchHolder({ http: this.#http, waitSeconds: this.#watchWait, closed: this.#closed.signal }, name, signal);
+  }
+
+  /**
+   * Ends watches, destroys the sessions that hold no key and releases the
+   * connections this store opened. Sessions that still lock keys are left to
+   * expire on their own (between ttl and 2 × ttl): destroying them would free
+   * those keys at once, while a candidate that was not stopped may still lead
+   * until its local deadline, and a second leader could then be elected
+   * before the first one stops. Stop candidates first (they resign, deleting
+   * their keys), then close the store: nothing is left behind.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#closed.abort();
+      const holding = new Set([...this.#holds.values()].map((hold) => hold.session.id));
+      const idle = this.#sessions.live().filter((session) => !holding.has(session.id));
+      await this.#sessions.close(idle, 2000);
+      this.#holds.clear();
+      if (this.#ownsClient) this.client.destroy();
+    })();
+    return this.#closing;
+  }
+
+  // ---- the operations ---------------------------------------------------------
+
+  /** A new term on a key that must not exist: it gets a new CreateIndex, the token. */
+  async #acquire(name: string, claim: Claim, ttl: number, signal?: AbortSignal): Promise<SwapResult> {
+    const value = encodeHolder(claim).toString('base64');
+    // Renewed or created by a request sent after this call began (promise 3),
+    // before the write, so a key is never locked by a session about to expire.
+    let session = await abandonable(this.#sessions.confirmed(ttl), signal);
+    /** An unlocked key left behind (Behavior "release", or a foreign unlock): replaced, never reused. */
+    let leftover: KvEntry | undefined;
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const guard: TxnOp =
+        leftover === undefined
+          ? { Verb: 'check-not-exists', Key: name }
+          : // Delete-and-create in one txn: fails if the leftover changed since we read it.
+            { Verb: 'delete-cas', Key: name, Index: leftover.ModifyIndex };
+      const outcome = await this.#http.txn([guard, { Verb: 'lock', Key: name, Value: value, Session: session.id }], signal);
+      if (outcome.ok) {
+        const entry = lastEntry(outcome.entries, name);
+        const token = BigInt(entry.CreateIndex);
+        this.#holds.set(name, { id: claim.id, token, session, modifyIndex: entry.ModifyIndex });
+        return { ok: true, holder: { id: claim.id, value: claim.value, token } };
       }
-      if (closed.signal.aborted && !signal.aborted) throw new Error('ConsulStore: the store was closed');
-    } finally {
-      this.#closers.delete(stop);
-    }
-  }
-
-  /** Ends watches and destroys this store's sessions (Behavior "delete" frees their keys at once). */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const stop of [...this.#closers]) stop();
-    const sessions = await Promise.allSettled([...this.#sessions.values()]);
-    await Promise.allSettled(
-      sessions.map((result) =>
-        result.status === 'fulfilled' && !result.value.lost ? this.#api.session.destroy({ id: result.value.id, timeout: 2000 }) : undefined,
-      ),
-    );
-    this.#sessions.clear();
-    this.#holds.clear();
-  }
-
-  // ---- sessions ----------------------------------------------------------------
-
-  async #confirmedSession(ttl: number, signal?: AbortSignal): Promise<Session> {
-    const existing = this.#sessions.get(ttl);
-    if (existing) {
-      const session = await existing.catch(() => undefined);
-      if (session && !session.lost && (await this.#renew(session, signal))) return session;
-      if (session) this.#forget(session);
-      if (this.#sessions.get(ttl) === existing) this.#sessions.delete(ttl);
-    }
-    let creating = this.#sessions.get(ttl);
-    if (!creating) {
-      creating = this.#api.session
-        .create({
-          name: this.#options.sessionName,
-          ttl: `${ttl}s`,
-          // A string: the npm client drops a numeric 0 as falsy and Consul's 15 s default applies.
-          lockdelay: `${this.#options.lockDelay}s`,
-          behavior: 'delete',
-          timeout: 10_000,
-        })
-        .then((created) => this.#session(ttl, created.ID));
-      this.#sessions.set(ttl, creating);
-      creating.catch(() => {
-        if (this.#sessions.get(ttl) === creating) this.#sessions.delete(ttl);
-      });
-      return creating; // created just now: alive for its TTL from now
-    }
-    const session = await creating;
-    if (await this.#renew(session, signal)) return session;
-    this.#forget(session);
-    throw new Error(`ConsulStore: session ${session.id} was invalidated as soon as it was created`);
-  }
-
-  /** One renew sent after every caller joined: true if alive, false if Consul says it is gone (404). */
-  // The renew is shared by several callers: one caller's abort signal must not cancel the others' renew.
-  #renew(session: Session, _signal?: AbortSignal): Promise<boolean> {
-    return session.lost ? Promise.resolve(false) : session.confirm();
-  }
-
-  #session(ttl: number, id: string): Session {
-    const session: Session = { ttl, id, lost: false, confirm: () => Promise.resolve(false) };
-    session.confirm = coalesce(async () => {
-      try {
-        await this.#api.session.renew({ id, timeout: 10_000 });
-        return true;
-      } catch (error) {
-        if (statusOf(error) === 404) {
-          session.lost = true;
-          return false;
-        }
-        throw error;
+      const refusal = refusalOf(outcome.errors, 1);
+      if (refusal === 'lock-delay') return { ok: false, holder: null };
+      if (refusal === 'session-gone') {
+        // Invalidated between its renew and the lock: a new one, created after this call began.
+        this.#lost(session);
+        session = await abandonable(this.#sessions.confirmed(ttl), signal);
+        continue;
       }
-    });
-    return session;
-  }
-
-  #forget(session: Session): void {
-    session.lost = true;
-    for (const [key, hold] of this.#holds) if (hold.session === session) this.#holds.delete(key);
-    const current = this.#sessions.get(session.ttl);
-    current?.then(
-      (state) => {
-        if (state === session && this.#sessions.get(session.ttl) === current) this.#sessions.delete(session.ttl);
-      },
-      () => {},
-    );
-  }
-
-  // ---- KV ------------------------------------------------------------------------
-
-  #lock(name: string, claim: Claim, session: Session): object {
-    return { KV: { Verb: 'lock', Key: name, Value: Buffer.from(encode(claim)).toString('base64'), Session: session.id } };
-  }
-
-  /** Run a txn: `ok` false when Consul rolled it back (a check failed, or the lock was refused). */
-  async #txn(operations: object[], signal?: AbortSignal): Promise<{ ok: boolean; entry?: KvEntry }> {
-    try {
-      const response = await this.#api.transaction.create(operations, { ctx: requestContext(signal), timeout: 10_000 });
-      const body = (Array.isArray(response) ? response[1] : response) as { Results?: { KV: KvEntry }[] | null };
-      const results = body.Results ?? [];
-      return { ok: true, entry: results[results.length - 1]?.KV };
-    } catch (error) {
-      // 409: the transaction was rolled back; its Errors say which operation failed.
-      if (statusOf(error) === 409) return { ok: false };
-      throw error;
+      const entry = await this.#read(name, signal);
+      if (entry?.Session) return { ok: false, holder: holderOf(entry) };
+      leftover = entry; // undefined: the key went away meanwhile; try the plain acquisition again
     }
+    return { ok: false, holder: holderOf(await this.#read(name, signal)) };
   }
 
-  async #read(name: string, signal?: AbortSignal): Promise<KvEntry | undefined> {
-    return (await this.#blockingRead(name, 0, signal)).entry;
+  /** Replace (`next` a claim) or release (`next` null) a term this store wrote. */
+  async #swapOwn(name: string, expected: Holder, next: Claim | null, ttl: number, signal?: AbortSignal): Promise<SwapResult> {
+    const hold = await this.#holdFor(name, expected, signal);
+    if (!hold) return { ok: false, holder: holderOf(await this.#read(name, signal)) };
+    const value = next && encodeHolder(next).toString('base64');
+    if (next !== null) {
+      checkSessionTtl(`${WHERE}.compareAndSwap`, hold.session, ttl);
+      // A rewrite confirms the hold like a refresh: a renew sent after this call began.
+      if (!(await abandonable(hold.session.confirm(), signal))) {
+        this.#lost(hold.session);
+        return { ok: false, holder: holderOf(await this.#read(name, signal)) };
+      }
+    }
+    // Each failed attempt means a write of ours to this term won meanwhile
+    // (nobody else can write under our session), so this ends.
+    for (let attempt = 0; attempt < 16; attempt++) {
+      // The guard that keeps two leaders apart: our session still locks the key,
+      // unchanged since we last wrote or read this term.
+      const guard: TxnOp[] = [
+        { Verb: 'check-session', Key: name, Session: hold.session.id },
+        { Verb: 'check-index', Key: name, Index: hold.modifyIndex },
+      ];
+      const write: TxnOp = value === null ? { Verb: 'delete', Key: name } : { Verb: 'lock', Key: name, Value: value, Session: hold.session.id };
+      const outcome = await this.#http.txn([...guard, write], signal);
+      if (outcome.ok) {
+        if (next === null) {
+          this.#forgetHold(name, hold);
+          return { ok: true, holder: null };
+        }
+        hold.modifyIndex = lastEntry(outcome.entries, name).ModifyIndex;
+        return { ok: true, holder: { id: next.id, value: next.value, token: hold.token } };
+      }
+      const refusal = refusalOf(outcome.errors, 2);
+      if (refusal === 'session-gone') this.#lost(hold.session);
+      if (refusal !== 'guard') break;
+      // The key moved since our last write. Still this term under our session
+      // (another call of ours rewrote it)? Then guard on what it is now.
+      const entry = await this.#read(name, signal);
+      if (!isTerm(entry, hold.session, expected)) {
+        this.#forgetHold(name, hold);
+        return { ok: false, holder: holderOf(entry) };
+      }
+      hold.modifyIndex = entry!.ModifyIndex;
+    }
+    return { ok: false, holder: holderOf(await this.#read(name, signal)) };
   }
 
-  /** A consistent read of one key; with `index` > 0, a blocking query that returns on change or after `watchWait`. */
-  async #blockingRead(name: string, index: number, signal?: AbortSignal): Promise<{ entry: KvEntry | undefined; index: number }> {
-    const wait = this.#options.watchWait;
-    const options = {
-      key: name,
-      consistent: true,
-      ctx: requestContext(signal),
-      ...(index > 0 ? { index: String(index), wait: `${wait}s`, timeout: (wait + 10) * 1000 } : { timeout: 10_000 }),
+  /**
+   * The hold of `expected` on this key, if this store owns that term. Usually
+   * from memory; when the store lost track of it (a compareAndSwap whose
+   * answer never arrived, yet whose write happened), from the key itself:
+   * locked by one of our live sessions, with the term's token and id.
+   */
+  async #holdFor(name: string, expected: Holder, signal?: AbortSignal): Promise<Hold | undefined> {
+    const known = (): Hold | undefined => {
+      const hold = this.#holds.get(name);
+      return hold && hold.token === expected.token && hold.id === expected.id && !hold.session.lost ? hold : undefined;
     };
-    const [response, body] = (await this.#api.kv.get(options)) as [{ headers: Record<string, string | undefined> }, KvEntry | KvEntry[] | undefined];
-    const entry = Array.isArray(body) ? body[0] : body;
-    return { entry: entry ?? undefined, index: Number(response.headers['x-consul-index'] ?? 0) };
+    if (this.#holds.has(name)) return known();
+    const entry = await this.#read(name, signal);
+    if (this.#holds.has(name)) return known(); // recorded by another call meanwhile
+    const session = this.#sessions.own(entry?.Session);
+    if (!session || !isTerm(entry, session, expected)) return undefined;
+    const adopted: Hold = { id: expected.id, token: expected.token, session, modifyIndex: entry!.ModifyIndex };
+    this.#holds.set(name, adopted);
+    return adopted;
   }
 
-  #checkArgs(key: string, ttl: number): void {
-    if (this.#closed) throw new Error('ConsulStore: the store was closed');
-    check('key', typeof key === 'string' && consulKey(key).length > 0, 'a non-empty string (leading slashes are dropped for Consul)', key);
-    check('ttl', typeof ttl === 'number' && Number.isFinite(ttl) && ttl > 0, 'a finite number of seconds greater than 0', ttl);
+  #forgetHold(name: string, hold: Hold): void {
+    if (this.#holds.get(name) === hold) this.#holds.delete(name);
   }
+
+  /** Consul no longer has `session`: neither has it any key it locked. */
+  #lost(session: Session): void {
+    this.#sessions.lost(session);
+    for (const [name, hold] of this.#holds) if (hold.session.id === session.id) this.#holds.delete(name);
+  }
+
+  /** A consistent read: decisions about ownership never rest on a stale follower (hashicorp/consul#54). */
+  async #read(name: string, signal?: AbortSignal): Promise<KvEntry | undefined> {
+    return (await this.#http.readKey(name, { consistent: true, signal })).entry;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed.signal.aborted) throw new Error('ConsulStore: the store was closed');
+  }
+}
+
+/** The key still holds `expected`'s term, locked by `session`. */
+function isTerm(entry: KvEntry | undefined, session: Session, expected: Holder): boolean {
+  if (!entry || entry.Session !== session.id || BigInt(entry.CreateIndex) !== expected.token) return false;
+  return holderOf(entry)?.id === expected.id;
+}
+
+/** The entry a successful txn returned for its last write on `name`. */
+function lastEntry(entries: readonly KvEntry[], name: string): KvEntry {
+  const entry = [...entries].reverse().find((candidate) => candidate.Key === name);
+  if (!entry) throw new Error(`Consul applied the transaction on "${name}" but returned no entry for it`);
+  return entry;
+}
+
+/**
+ * Sort a rollback into the refusals a caller can act on. Anything else
+ * (permission denied by an ACL, a malformed request) is not an answer about
+ * the key, so it is thrown rather than reported as "held".
+ */
+function refusalOf(errors: readonly TxnError[], lockOp: number): Refusal {
+  const what = errors.map((error) => error.What).join('; ');
+  if (errors.some((error) => /due to lock delay/i.test(error.What))) return 'lock-delay';
+  if (errors.some((error) => error.OpIndex === lockOp && /invalid session/i.test(error.What))) return 'session-gone';
+  const guardTexts = /\bexists\b|already held|session check|check session|index check|check index|index is stale|doesn't exist/i;
+  if (errors.length > 0 && errors.every((error) => guardTexts.test(error.What) && !/permission denied|acl not found/i.test(error.What))) return 'guard';
+  throw new Error(`Consul rolled back the transaction: ${what || 'no reason given'}`);
+}
+
+/** Stop waiting for `promise` when `signal` aborts (the work itself goes on for whoever else shares it). */
+function abandonable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(abortReason(signal));
+  return new Promise<T>((resolve, reject) => {
+    const abort = (): void => reject(abortReason(signal));
+    signal.addEventListener('abort', abort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', abort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', abort);
+        reject(error);
+      },
+    );
+  });
+}
+
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new Error('ConsulStore: the call was aborted');
+}
+
+// ---- argument checks: each names the argument it refuses ------------------------
+
+function checkOptions(options: ConsulStoreOptions): Required<ConsulStoreOptions> {
+  if (options === null || typeof options !== 'object') throw new VipOptionError(WHERE, 'options', 'an object like { lockDelay: 0 }', options);
+  const number = (name: keyof ConsulStoreOptions, value: unknown, fallback: number, min: number, max: number): number => {
+    if (value === undefined) return fallback;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+      throw new VipOptionError(WHERE, name, `a number of seconds from ${min} to ${max}`, value);
+    }
+    return value;
+  };
+  const behavior = options.behavior ?? 'delete';
+  if (behavior !== 'delete' && behavior !== 'release') throw new VipOptionError(WHERE, 'behavior', '"delete" or "release"', behavior);
+  const sessionName = options.sessionName ?? 'vip';
+  if (typeof sessionName !== 'string' || sessionName === '') throw new VipOptionError(WHERE, 'sessionName', 'a non-empty string', sessionName);
+  return {
+    // Consul caps LockDelay at 60 s (structs.MaxLockDelay).
+    lockDelay: number('lockDelay', options.lockDelay, 0, 0, 60),
+    behavior,
+    sessionName,
+    // Consul caps a blocking query's wait at 10 minutes.
+    watchWait: number('watchWait', options.watchWait, 30, 1, 600),
+    requestTimeout: number('requestTimeout', options.requestTimeout, 10, 0.1, 600),
+  };
+}
+
+function checkHolder(where: string, name: string, holder: Holder | null): void {
+  if (holder === null) return;
+  if (typeof holder !== 'object' || typeof holder.id !== 'string' || typeof holder.value !== 'string' || typeof holder.token !== 'bigint') {
+    throw new VipOptionError(where, name, 'null or a holder { id: string, value: string, token: bigint }', holder);
+  }
+}
+
+function checkClaim(where: string, claim: Claim | null): void {
+  if (claim === null) return;
+  if (typeof claim !== 'object' || typeof claim.id !== 'string' || claim.id === '' || typeof claim.value !== 'string') {
+    throw new VipOptionError(where, 'next', 'null or a claim { id: non-empty string, value: string }', claim);
+  }
+}
+
+function checkTtl(where: string, ttl: number): void {
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 10 || ttl > 86400) {
+    throw new VipOptionError(where, 'ttl', 'a number of seconds from 10 to 86400 (Consul\'s session TTL range)', ttl);
+  }
+}
+
+/**
+ * A session's renew keeps it for its own TTL: it confirms a hold for `ttl`
+ * only if the term's session was made with at least that TTL.
+ */
+function checkSessionTtl(where: string, session: Session, ttl: number): void {
+  if (ttl > session.ttl) {
+    throw new VipOptionError(where, 'ttl', `at most ${session.ttl}, the TTL this term was acquired with`, ttl);
+  }
+}
+
+function checkSignal(where: string, signal: AbortSignal | undefined): void {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new VipOptionError(where, 'signal', 'an AbortSignal or undefined', signal);
 }

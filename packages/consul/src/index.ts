@@ -1,2 +1,3 @@
-export { ConsulStore, type ConsulConnectionOptions, type ConsulStoreOptions } from './consul-store.js';
-export { parseConsulConnectionString, type ConsulAddress } from './connection.js';
+export { ConsulStore, type ConsulStoreOptions, type ConsulConnectionInput } from './consul-store.js';
+export { parseConsulConnectionString, type ConsulAddress, type ConsulConnectionOptions } from './connection.js';
+export { FOREIGN_HOLDER_ID, MAX_VALUE_BYTES } from './codec.js';

@@ -1,0 +1,217 @@
+/**
+ * The few Consul HTTP calls this store makes, typed, over the npm `consul`
+ * client (2.x, on top of `papi`).
+ *
+ * Why wrappers: the client's typings omit what a lock needs (`index`, `wait`,
+ * `consistent` on `kv.get`, the `Session` field of an entry, `ctx` and
+ * `timeout` on every call, and the response headers that carry
+ * `X-Consul-Index`), and type `transaction.create(options)` with a form the
+ * code does not accept (its one-argument form takes the operations array
+ * itself). Every request here:
+ * - carries a timeout (papi's `timeout`, in ms; it aborts the socket);
+ * - can be abandoned through an AbortSignal: papi aborts a request when its
+ *   `ctx` EventEmitter emits `cancel`; the listener on the signal is removed
+ *   when the request ends, so a long-lived signal collects no listeners;
+ * - asks for the response (`ctx.includeResponse`), for status and headers.
+ */
+import { EventEmitter } from 'node:events';
+import type Consul from 'consul';
+
+/** A KV entry as Consul's HTTP API returns it (`Value` already base64-decoded to UTF-8 by the client). */
+export interface KvEntry {
+  readonly Key: string;
+  readonly Value: string | null;
+  /** The session that locks the key; absent or empty when nobody holds it. */
+  readonly Session?: string;
+  readonly CreateIndex: number;
+  readonly ModifyIndex: number;
+  readonly LockIndex: number;
+}
+
+/** The KV verbs of `/v1/txn` this store uses (all served by Consul 1.8 and later). */
+export type TxnOp =
+  | { readonly Verb: 'check-not-exists'; readonly Key: string }
+  | { readonly Verb: 'check-session'; readonly Key: string; readonly Session: string }
+  | { readonly Verb: 'check-index'; readonly Key: string; readonly Index: number }
+  | { readonly Verb: 'lock'; readonly Key: string; readonly Value: string; readonly Session: string }
+  | { readonly Verb: 'delete'; readonly Key: string }
+  | { readonly Verb: 'delete-cas'; readonly Key: string; readonly Index: number };
+
+/** One failed operation of a rolled-back transaction (HTTP 409). */
+export interface TxnError {
+  readonly OpIndex: number;
+  readonly What: string;
+}
+
+export type TxnOutcome =
+  /** Applied; `entries` holds what the write and check operations returned, in order (values blanked). */
+  | { readonly ok: true; readonly entries: KvEntry[] }
+  /** Rolled back: nothing was written. */
+  | { readonly ok: false; readonly errors: TxnError[] };
+
+export interface SessionSpec {
+  readonly name: string;
+  /** Go duration, e.g. "15s". */
+  readonly ttl: string;
+  /** Go duration, e.g. "0s". A string: the client drops a falsy `lockdelay` (0) and Consul's 15 s default applies. */
+  readonly lockDelay: string;
+  readonly behavior: 'delete' | 'release';
+}
+
+interface Response {
+  readonly statusCode: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body?: unknown;
+}
+
+type Context = EventEmitter & { readonly includeResponse: true };
+
+interface CallOptions {
+  ctx: Context;
+  timeout: number;
+}
+
+/** The client's methods as they behave with `ctx.includeResponse`: [response, body]. */
+interface ClientCalls {
+  kv: {
+    get(options: CallOptions & { key: string; consistent?: boolean; index?: string; wait?: string }): Promise<[Response, KvEntry?]>;
+  };
+  session: {
+    create(options: CallOptions & { name: string; ttl: string; lockdelay: string; behavior: string }): Promise<[Response, { ID: string }]>;
+    renew(options: CallOptions & { id: string }): Promise<[Response, unknown]>;
+    destroy(options: CallOptions & { id: string }): Promise<[Response]>;
+  };
+  transaction: {
+    create(operations: { KV: TxnOp }[], options: CallOptions): Promise<[Response, { Results?: { KV?: KvEntry }[] | null }]>;
+  };
+}
+
+/** papi's errors: a ResponseError carries the response (status, decoded body). */
+interface ClientError extends Error {
+  readonly response?: Response;
+}
+
+export function statusOf(error: unknown): number | undefined {
+  return (error as ClientError | undefined)?.response?.statusCode;
+}
+
+export class ConsulHttp {
+  readonly #calls: ClientCalls;
+  readonly #timeoutMs: number;
+
+  constructor(client: Consul, requestTimeoutMs: number) {
+    this.#calls = client as unknown as ClientCalls;
+    this.#timeoutMs = requestTimeoutMs;
+  }
+
+  /**
+   * GET /v1/kv/:key. With `index`, a blocking query: Consul answers when the
+   * key's index passes `index`, or after `waitSeconds` (plus up to 1/16 of it
+   * as jitter) with no change. `index` is the X-Consul-Index of the answer
+   * (Consul never answers 0 here: agent/consul/kvs_endpoint.go, Get).
+   */
+  async readKey(
+    key: string,
+    options: { consistent: boolean; index?: number; waitSeconds?: number; signal?: AbortSignal },
+  ): Promise<{ entry: KvEntry | undefined; index: number }> {
+    const blocking = options.index !== undefined && options.index > 0 && options.waitSeconds !== undefined;
+    const timeout = blocking ? Math.ceil(options.waitSeconds! * 1000 * (1 + 1 / 16)) + this.#timeoutMs : this.#timeoutMs;
+    const [response, entry] = await this.#call(options.signal, timeout, (call) =>
+      this.#calls.kv.get({
+        key,
+        ...call,
+        ...(options.consistent ? { consistent: true } : {}),
+        ...(blocking ? { index: String(options.index), wait: `${options.waitSeconds}s` } : {}),
+      }),
+    );
+    const header = response.headers['x-consul-index'];
+    const index = Number(Array.isArray(header) ? header[0] : header);
+    return { entry: entry ?? undefined, index: Number.isSafeInteger(index) ? index : 0 };
+  }
+
+  /** PUT /v1/txn. A rollback (409) resolves `{ ok: false }` with Consul's reasons; other failures reject. */
+  async txn(operations: readonly TxnOp[], signal?: AbortSignal): Promise<TxnOutcome> {
+    try {
+      const [, body] = await this.#call(signal, this.#timeoutMs, (call) =>
+        this.#calls.transaction.create(
+          operations.map((op) => ({ KV: op })),
+          call,
+        ),
+      );
+      const entries = (body?.Results ?? []).map((result) => result.KV).filter((entry): entry is KvEntry => entry !== undefined);
+      return { ok: true, entries };
+    } catch (error) {
+      const status = statusOf(error);
+      if (status === 409) {
+        const errors = ((error as ClientError).response?.body as { Errors?: TxnError[] | null } | undefined)?.Errors ?? [];
+        return { ok: false, errors };
+      }
+      if (status === 413) {
+        throw new RangeError(
+          `Consul refused the transaction as too large (${describeBody(error)}); keep id and value within limits.maxValueBytes`,
+          { cause: error },
+        );
+      }
+      throw withBody(error);
+    }
+  }
+
+  /** PUT /v1/session/create: the session's ID. */
+  async createSession(spec: SessionSpec): Promise<string> {
+    const [, body] = await this.#call(undefined, this.#timeoutMs, (call) =>
+      this.#calls.session.create({ ...call, name: spec.name, ttl: spec.ttl, lockdelay: spec.lockDelay, behavior: spec.behavior }),
+    ).catch((error: unknown) => {
+      throw withBody(error);
+    });
+    if (typeof body?.ID !== 'string' || body.ID === '') throw new Error('Consul answered session/create without an ID');
+    return body.ID;
+  }
+
+  /** PUT /v1/session/renew/:id. False when Consul no longer has the session (404: invalidated or destroyed). */
+  async renewSession(id: string): Promise<boolean> {
+    try {
+      await this.#call(undefined, this.#timeoutMs, (call) => this.#calls.session.renew({ ...call, id }));
+      return true;
+    } catch (error) {
+      if (statusOf(error) === 404) return false;
+      throw withBody(error);
+    }
+  }
+
+  /** PUT /v1/session/destroy/:id (destroying an unknown session succeeds). */
+  async destroySession(id: string, timeoutMs = this.#timeoutMs): Promise<void> {
+    await this.#call(undefined, timeoutMs, (call) => this.#calls.session.destroy({ ...call, id })).catch((error: unknown) => {
+      throw withBody(error);
+    });
+  }
+
+  async #call<T>(signal: AbortSignal | undefined, timeout: number, send: (call: CallOptions) => Promise<T>): Promise<T> {
+    signal?.throwIfAborted();
+    const ctx: Context = Object.assign(new EventEmitter(), { includeResponse: true as const });
+    const cancel = (): void => {
+      ctx.emit('cancel');
+    };
+    signal?.addEventListener('abort', cancel, { once: true });
+    try {
+      return await send({ ctx, timeout });
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+    }
+  }
+}
+
+/** papi's message for a long or JSON error body is only the status text; add what Consul said. */
+function withBody(error: unknown): unknown {
+  const response = (error as ClientError | undefined)?.response;
+  if (!(error instanceof Error) || !response) return error;
+  const said = describeBody(error);
+  if (said && !error.message.includes(said)) error.message = `${error.message} (HTTP ${response.statusCode}: ${said})`;
+  return error;
+}
+
+function describeBody(error: unknown): string {
+  const body = (error as ClientError | undefined)?.response?.body;
+  if (body === undefined || body === null) return '';
+  const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : JSON.stringify(body);
+  return text.length > 300 ? `${text.slice(0, 297)}...` : text.trim();
+}
