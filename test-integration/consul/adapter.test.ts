@@ -330,7 +330,7 @@ describe('ConsulStore: refresh', () => {
     const store = open(consul.address, { requestTimeout: 1 });
     const name = key('sigstop');
     const held = won(await store.compareAndSwap(name, null, claim('a'), TTL));
-    consul.pause();
+    await consul.pause();
     try {
       const started = Date.now();
       await expect(store.refresh(name, held, TTL)).rejects.toThrow(/timed out|timeout/i);

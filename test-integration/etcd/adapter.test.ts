@@ -470,7 +470,7 @@ describe('EtcdStore on an etcd of its own', () => {
   it('refresh rejects while etcd is stopped (SIGSTOP) and confirms again once it runs', async () => {
     const store = open(etcd.endpoints, { requestTimeout: 1 });
     const held = (await store.compareAndSwap('/paused', null, claim('a'), 10)).holder!;
-    etcd.pauseMember(0);
+    await etcd.pauseMember(0);
     cleanups.push(() => etcd.resumeMember(0));
     const started = Date.now();
     await expect(store.refresh('/paused', held, 10)).rejects.toThrow(); // the request deadline

@@ -131,8 +131,8 @@ export class ConsulAgent {
   }
 
   /** SIGSTOP: the agent keeps its sockets open but answers nothing (see resume). */
-  pause(): void {
-    this.process.pause();
+  pause(): Promise<void> {
+    return this.process.pause();
   }
 
   resume(): void {

@@ -131,8 +131,8 @@ export class EtcdCluster {
   }
 
   /** SIGSTOP: the member keeps its sockets open but answers nothing (see resumeMember). */
-  pauseMember(index: number): void {
-    this.member(index).process.pause();
+  pauseMember(index: number): Promise<void> {
+    return this.member(index).process.pause();
   }
 
   resumeMember(index: number): void {

@@ -3,6 +3,7 @@
  * started again with the same command line. Its stdout and stderr go to a ring
  * buffer, not to the test console, and show up in error messages.
  */
+import { readdir, readFile } from 'node:fs/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { track, type Exit } from './processes.js';
 
@@ -78,11 +79,27 @@ export class ServerProcess {
     clearTimeout(timer);
   }
 
-  /** SIGSTOP: the process is there, its sockets stay open, but it answers nothing. */
-  pause(): void {
-    if (!this.#child) throw new Error(`${this.name} is not running`);
-    this.#child.kill('SIGSTOP');
+  /**
+   * SIGSTOP: the process is there, its sockets stay open, but it answers
+   * nothing. Resolves once every thread is stopped (Linux: state T for every
+   * task under /proc/PID/task): kill() only queues the signal, and a Go server's
+   * threads on another core could otherwise still answer a request sent at once.
+   */
+  async pause(): Promise<void> {
+    const child = this.#child;
+    if (!child?.pid) throw new Error(`${this.name} is not running`);
+    child.kill('SIGSTOP');
     this.#paused = true;
+    if (process.platform !== 'linux') return;
+    const tasks = `/proc/${child.pid}/task`;
+    for (let i = 0; i < 200; i++) {
+      const states = await readdir(tasks)
+        .then((ids) => Promise.all(ids.map((id) => readFile(`${tasks}/${id}/stat`, 'utf8').catch(() => ') T'))))
+        .catch(() => [] as string[]);
+      if (states.every((stat) => /\) [Tt] /.test(stat))) return;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    throw new Error(`${this.name} did not stop within 1 s of SIGSTOP`);
   }
 
   resume(): void {
