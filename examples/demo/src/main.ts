@@ -30,6 +30,7 @@ const path = `${useConsul ? 'demo/' : '/demo/'}${uniquePrefix('leader').replace(
 const shown = new Set<LogLine>();
 const names = ['ada', 'brian', 'chris'];
 let lastChange = '';
+const firstRead = new Set<string>();
 
 // Print every process's events as they arrive, in one timeline.
 const printer = setInterval(() => {
@@ -38,6 +39,7 @@ const printer = setInterval(() => {
     shown.add(line);
     if (line.event === 'select') console.log(`${clock(line.at)}  ${color(32, `${line.id} leads`)} with fencing token ${line.token}`);
     else if (line.event === 'deselect') console.log(`${clock(line.at)}  ${color(33, `${line.id} stops leading`)} (${line.reason})`);
+    else if (line.event === 'change' && !firstRead.has(line.id)) firstRead.add(line.id); // a node's first look, not a change
     else if (line.event === 'change' && `${line.leader}:${line.token}` !== lastChange) {
       // Every node reports each change; show it once, from whoever saw it first.
       lastChange = `${line.leader}:${line.token}`;
