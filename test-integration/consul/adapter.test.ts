@@ -3,7 +3,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Candidate, VipOptionError, type Claim, type Holder } from '@vip/core';
+import { Candidate, VipOptionError, type Claim, type Holder, type LockStore } from '@vip/core';
+import { WatchRecorder } from '@vip/core/testing';
 import { ConsulStore, FOREIGN_HOLDER_ID, MAX_VALUE_BYTES, type ConsulStoreOptions } from '@vip/consul';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { freePort, startConsul, uniqueConsulPrefix, type ConsulAgent } from '../harness/index.js';
@@ -91,42 +92,11 @@ class Raw {
   }
 }
 
-/** Collects what a watch yields. */
-class Recorder {
-  readonly seen: (Holder | null)[] = [];
-  readonly controller = new AbortController();
-  error: unknown;
-  readonly done: Promise<void>;
-
-  constructor(store: ConsulStore, name: string) {
-    this.done = (async () => {
-      try {
-        for await (const holder of store.watch(name, this.controller.signal)) this.seen.push(holder);
-      } catch (error) {
-        this.error = error;
-      }
-    })();
-    cleanup.push(() => this.stop());
-  }
-
-  last(): Holder | null | undefined {
-    return this.seen[this.seen.length - 1];
-  }
-
-  async until(predicate: (holder: Holder | null | undefined) => boolean, ms: number, what: string): Promise<number> {
-    const start = Date.now();
-    while (!predicate(this.last())) {
-      if (this.error !== undefined) throw this.error;
-      if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms waiting for the watch to show ${what}; saw ${JSON.stringify(this.seen, (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v))}`);
-      await sleep(10);
-    }
-    return Date.now() - start;
-  }
-
-  async stop(): Promise<void> {
-    this.controller.abort();
-    await this.done;
-  }
+/** A watch recorder stopped after the test. */
+function record(store: LockStore, key: string): WatchRecorder {
+  const recorder = new WatchRecorder(store, key);
+  cleanup.push(() => recorder.stop());
+  return recorder;
 }
 
 /** The ID of the session that locks `name` right now. */
@@ -193,7 +163,7 @@ describe('ConsulStore: acquiring', () => {
     const name = key('leftover');
     await raw.put(name, JSON.stringify({ id: 'ghost', value: 'left behind' }));
     const leftover = (await raw.get(name))!;
-    const recorder = new Recorder(open(), name);
+    const recorder = record(open(), name);
     await recorder.until((holder) => holder !== undefined, 10_000, 'the first state');
     expect(recorder.seen[0]).toBeNull(); // unlocked: free as far as an election goes
     const held = won(await store.compareAndSwap(name, null, claim('a'), TTL));
@@ -353,7 +323,7 @@ describe('ConsulStore: releasing and ownership', () => {
     const raw = new Raw(shared);
     const name = key('release');
     const held = won(await a.compareAndSwap(name, null, claim('a'), TTL));
-    const recorder = new Recorder(open(), name);
+    const recorder = record(open(), name);
     await recorder.until((holder) => holder?.token === held.token, 10_000, 'the holder');
     expect(await a.compareAndSwap(name, held, null, TTL)).toEqual({ ok: true, holder: null });
     expect(await raw.get(name)).toBeUndefined();
@@ -415,7 +385,7 @@ describe('ConsulStore: expiry', () => {
     const name = key('expiry');
     const acquiredAt = Date.now();
     const held = won(await store.compareAndSwap(name, null, claim('a'), TTL));
-    const recorder = new Recorder(observer, name);
+    const recorder = record(observer, name);
     await recorder.until((holder) => holder?.token === held.token, 10_000, 'the holder');
     // No refresh from here on: nothing renews the session.
     await recorder.until((holder) => holder === null, (2 * TTL + 5) * 1000, 'the key freed by Consul');
@@ -432,7 +402,7 @@ describe('ConsulStore: watch', () => {
     const [a, b] = [open(), open()];
     const raw = new Raw(shared);
     const name = key('watch');
-    const recorder = new Recorder(open(shared, { watchWait: 1 }), name);
+    const recorder = record(open(shared, { watchWait: 1 }), name);
     await recorder.until((holder) => holder === null, 10_000, 'the free key');
     const first = won(await a.compareAndSwap(name, null, claim('a'), TTL));
     await recorder.until((holder) => holder?.token === first.token, 10_000, 'the first holder');
@@ -450,7 +420,7 @@ describe('ConsulStore: watch', () => {
 
   it('ends when its signal aborts, at once (the blocking query is aborted)', async () => {
     const store = open(shared, { watchWait: 300 });
-    const recorder = new Recorder(store, key('watch-abort'));
+    const recorder = record(store, key('watch-abort'));
     await recorder.until((holder) => holder !== undefined, 10_000, 'the first state');
     await sleep(100); // now in a 300 s blocking query
     const started = Date.now();
@@ -461,7 +431,7 @@ describe('ConsulStore: watch', () => {
 
   it('throws once the store is closed under it', async () => {
     const store = new ConsulStore(`consul://${new URL(shared).host}`);
-    const recorder = new Recorder(store, key('watch-closed'));
+    const recorder = record(store, key('watch-closed'));
     await recorder.until((holder) => holder !== undefined, 10_000, 'the first state');
     await store.close();
     await recorder.done;
@@ -475,7 +445,7 @@ describe('ConsulStore: watch', () => {
     // Push the raft index up so that the term after the restart has a smaller token.
     for (let i = 0; i < 20; i++) await new Raw(consul.address).put(`${name}-filler`, String(i));
     const held = won(await store.compareAndSwap(name, null, claim('before'), TTL));
-    const recorder = new Recorder(observer, name);
+    const recorder = record(observer, name);
     await recorder.until((holder) => holder?.token === held.token, 10_000, 'the holder');
     await consul.restart();
     await recorder.until((holder) => holder === null, 15_000, 'the key gone with the agent\'s memory');
@@ -493,7 +463,7 @@ describe('ConsulStore: watch', () => {
     const session = await raw.createSession({ TTL: '30s', Behavior: 'delete' });
     cleanup.push(() => raw.destroySession(session));
     expect(await raw.put(name, Buffer.from([0xff, 0xfe, 0x00, 0x41]), `?acquire=${session}`)).toBe(true);
-    const recorder = new Recorder(open(), name);
+    const recorder = record(open(), name);
     await recorder.until((holder) => holder !== undefined, 10_000, 'the first state');
     const foreign = recorder.seen[0]!;
     expect(foreign.id).toBe(FOREIGN_HOLDER_ID);
@@ -523,7 +493,7 @@ describe('ConsulStore: values and keys', () => {
       const wanted = claim('i', value);
       const held = won(await store.compareAndSwap(name, null, wanted, TTL));
       expect(held.value).toBe(value);
-      const recorder = new Recorder(open(), name);
+      const recorder = record(open(), name);
       await recorder.until((holder) => holder !== undefined, 10_000, 'the holder');
       expect(recorder.seen[0]).toEqual(held);
     });
@@ -630,7 +600,7 @@ describe('ConsulStore: ACL tokens and TLS', () => {
     cleanup.push(() => store.close());
     const name = key('tls');
     const held = won(await store.compareAndSwap(name, null, claim('a'), TTL));
-    const recorder = new Recorder(store, name);
+    const recorder = record(store, name);
     await recorder.until((holder) => holder?.token === held.token, 10_000, 'the holder over TLS');
     // Without the client certificate the agent refuses the connection: an error, not an answer.
     const anonymous = new ConsulStore({ host: '127.0.0.1', port: https, secure: true, ca });
@@ -652,7 +622,7 @@ describe('ConsulStore: close() and with a Candidate', () => {
     won(await store.compareAndSwap(kept, null, claim('k'), 20)); // another TTL: another session
     const keptSession = await sessionOf(raw, kept);
     expect(keptSession).not.toBe(idleSession);
-    const recorder = new Recorder(store, released);
+    const recorder = record(store, released);
     await recorder.until((holder) => holder?.token === a.token, 10_000, 'the holder');
     expect((await store.compareAndSwap(released, a, null, TTL)).ok).toBe(true);
     await store.close();

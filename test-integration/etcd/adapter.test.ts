@@ -6,7 +6,8 @@
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { Claim, Holder } from '@vip/core';
+import type { Claim, Holder, LockStore } from '@vip/core';
+import { WatchRecorder } from '@vip/core/testing';
 import { EtcdStore, FOREIGN_HOLDER_ID, type EtcdStoreOptions } from '@vip/etcd';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startEtcd, startProxy, uniquePrefix, type EtcdCluster } from '../harness/index.js';
@@ -60,39 +61,11 @@ async function rawKv(client: Etcd3, key: string) {
   return response.kvs[0];
 }
 
-/** Everything a watch yields, until stopped. */
-class Recorder {
-  readonly seen: (Holder | null)[] = [];
-  readonly controller = new AbortController();
-  error: unknown;
-  readonly done: Promise<void>;
-
-  constructor(store: EtcdStore, key: string) {
-    this.done = (async () => {
-      try {
-        for await (const holder of store.watch(key, this.controller.signal)) this.seen.push(holder);
-      } catch (error) {
-        this.error = error;
-      }
-    })();
-    cleanups.push(() => this.stop());
-  }
-
-  last(): Holder | null | undefined {
-    return this.seen.at(-1);
-  }
-
-  async until(predicate: (holder: Holder | null | undefined) => boolean, ms: number, what: string): Promise<void> {
-    await eventually(() => {
-      if (this.error !== undefined) throw this.error;
-      return predicate(this.last()) || undefined;
-    }, ms, `the watch to show ${what}`);
-  }
-
-  async stop(): Promise<void> {
-    this.controller.abort();
-    await this.done;
-  }
+/** A watch recorder stopped after the test. */
+function record(store: LockStore, key: string): WatchRecorder {
+  const recorder = new WatchRecorder(store, key);
+  cleanups.push(() => recorder.stop());
+  return recorder;
 }
 
 /** A Prometheus counter or gauge of an etcd member, summed over its label sets. */
@@ -296,7 +269,7 @@ describe('EtcdStore on a shared etcd', () => {
       await raw.put(k).value('not json at all');
       const refused = await store.compareAndSwap(k, null, claim('a'), 5);
       expect(refused).toEqual({ ok: false, holder: { id: FOREIGN_HOLDER_ID, value: 'not json at all', token: expect.any(BigInt) } });
-      const recorder = new Recorder(store, k);
+      const recorder = record(store, k);
       await recorder.until((holder) => holder !== undefined, 5000, 'the first state');
       expect(recorder.seen[0]).toEqual(refused.holder);
     });
@@ -313,7 +286,7 @@ describe('EtcdStore on a shared etcd', () => {
       const c = new EtcdStore(sharedEndpoints);
       tokens.push((await c.compareAndSwap(k, null, claim('x'), 1)).holder!.token);
       await c.close(); // not released: the lease expires
-      const observer = new Recorder(b, k);
+      const observer = record(b, k);
       await observer.until((holder) => holder === null, 6000, 'expiry');
       tokens.push((await b.compareAndSwap(k, null, claim('x'), 5)).holder!.token);
       for (let i = 1; i < tokens.length; i++) expect(tokens[i]! > tokens[i - 1]!).toBe(true);
@@ -349,7 +322,7 @@ describe('EtcdStore on a shared etcd', () => {
     it('yields the current state first, then every change; keys under it and beside it do not leak in', async () => {
       const [a, b, observer] = [open(), open(), open()];
       const k = key('watched');
-      const recorder = new Recorder(observer, k);
+      const recorder = record(observer, k);
       await recorder.until((holder) => holder === null, 5000, 'the free key');
       const first = (await a.compareAndSwap(k, null, claim('a'), 5)).holder!;
       await recorder.until((holder) => holder?.token === first.token, 5000, 'the first holder');
@@ -367,8 +340,8 @@ describe('EtcdStore on a shared etcd', () => {
 
     it('ends with "the store was closed" when its store closes, and cleanly when its signal aborts', async () => {
       const store = new EtcdStore(sharedEndpoints);
-      const aborted = new Recorder(store, key('w1'));
-      const closed = new Recorder(store, key('w2'));
+      const aborted = record(store, key('w1'));
+      const closed = record(store, key('w2'));
       await aborted.until((holder) => holder !== undefined, 5000, 'the first state');
       await closed.until((holder) => holder !== undefined, 5000, 'the first state');
       await aborted.stop();
@@ -387,7 +360,7 @@ describe('EtcdStore on a shared etcd', () => {
       const raw = rawClient();
       const k = key('no-revoke');
       const held = (await doomed.compareAndSwap(k, null, claim('a'), 2)).holder!;
-      const recorder = new Recorder(observer, k);
+      const recorder = record(observer, k);
       await recorder.until((holder) => holder?.token === held.token, 5000, 'the hold');
       const closedAt = Date.now();
       await doomed.close();
@@ -459,7 +432,7 @@ describe('EtcdStore on an etcd of its own', () => {
 
   it('many watches on one store share its client\'s one watch stream', async () => {
     const store = open(etcd.endpoints);
-    const recorders = Array.from({ length: 20 }, (_, i) => new Recorder(store, `/shared-stream/${i}`));
+    const recorders = Array.from({ length: 20 }, (_, i) => record(store, `/shared-stream/${i}`));
     await Promise.all(recorders.map((recorder) => recorder.until((holder) => holder !== undefined, 5000, 'the first state')));
     expect(await metric(etcd, 'etcd_debugging_mvcc_watch_stream_total')).toBe(1);
     expect(await metric(etcd, 'etcd_debugging_mvcc_watcher_total')).toBe(20);
@@ -496,7 +469,7 @@ describe('EtcdStore on an etcd of its own', () => {
   it('a watch keeps going across an etcd restart and shows the states after it', async () => {
     const [store, observer] = [open(etcd.endpoints), open(etcd.endpoints)];
     const k = '/watch-restart';
-    const recorder = new Recorder(observer, k);
+    const recorder = record(observer, k);
     const first = (await store.compareAndSwap(k, null, claim('a'), 10)).holder!;
     await recorder.until((holder) => holder?.token === first.token, 5000, 'the first holder');
     await etcd.restart();
@@ -513,7 +486,7 @@ describe('EtcdStore on an etcd of its own', () => {
     cleanups.push(() => proxy.close());
     const [watching, writer] = [open(`etcd://127.0.0.1:${proxy.port}`), open(etcd.endpoints)];
     const k = '/compacted';
-    const recorder = new Recorder(watching, k);
+    const recorder = record(watching, k);
     await recorder.until((holder) => holder !== undefined, 5000, 'the first state');
     proxy.cut();
     const final = await churn(writer, k);
@@ -546,7 +519,7 @@ describe('EtcdStore on a 3-member etcd', () => {
     const k = '/catch-up';
     const watching = open([etcd.endpoints[0]!]);
     const writer = open([etcd.endpoints[1]!, etcd.endpoints[2]!]);
-    const recorder = new Recorder(watching, k);
+    const recorder = record(watching, k);
     await recorder.until((holder) => holder !== undefined, 5000, 'the first state');
     await etcd.killMember(0);
     // If member 0 led, writes proposed before the others elect a new leader are

@@ -48,8 +48,11 @@ async function eventually(condition: () => boolean, ms: number, what: string): P
   }
 }
 
-/** Collects what a watch yields, for assertions. */
-class Recorder {
+/**
+ * Collects what a store's watch yields, for assertions in adapter tests:
+ * `await recorder.until((holder) => holder === null, 5000, 'the key freed')`.
+ */
+export class WatchRecorder {
   readonly seen: (Holder | null)[] = [];
   readonly controller = new AbortController();
   error: unknown;
@@ -69,9 +72,19 @@ class Recorder {
     return this.seen[this.seen.length - 1];
   }
 
-  async until(predicate: (holder: Holder | null | undefined) => boolean, ms: number, what: string): Promise<void> {
-    await eventually(() => this.error !== undefined || predicate(this.last()), ms, `the watch to show ${what}`);
+  /** Wait until `predicate` holds for the last state seen; returns the ms waited. Throws the watch's error. */
+  async until(predicate: (holder: Holder | null | undefined) => boolean, ms: number, what: string): Promise<number> {
+    const start = Date.now();
+    while (!predicate(this.last())) {
+      if (this.error !== undefined) throw this.error;
+      if (Date.now() - start > ms) {
+        const seen = JSON.stringify(this.seen, (_, value: unknown) => (typeof value === 'bigint' ? `${value}n` : value));
+        throw new Error(`timed out after ${ms} ms waiting for the watch to show ${what}; saw ${seen}`);
+      }
+      await sleep(10);
+    }
     if (this.error !== undefined) throw this.error;
+    return Date.now() - start;
   }
 
   async stop(): Promise<void> {
@@ -102,7 +115,7 @@ export function describeLockStore(
   const watchMs = 10_000;
   const timeout = options.timeout ?? Math.max(30_000, (options.expiry.within + 20) * 1000);
   const stores: LockStore[] = [];
-  const recorders: Recorder[] = [];
+  const recorders: WatchRecorder[] = [];
   const cuts: PartitionableStore[] = [];
 
   const open = async (): Promise<LockStore> => {
@@ -110,8 +123,8 @@ export function describeLockStore(
     stores.push(store);
     return store;
   };
-  const watch = (store: LockStore, key: string): Recorder => {
-    const recorder = new Recorder(store, key);
+  const watch = (store: LockStore, key: string): WatchRecorder => {
+    const recorder = new WatchRecorder(store, key);
     recorders.push(recorder);
     return recorder;
   };
@@ -323,7 +336,7 @@ export function describeLockStore(
 
       test('ends when its signal aborts', async () => {
         const store = await open();
-        const recorder = new Recorder(store, freshKey('watch-abort'));
+        const recorder = new WatchRecorder(store, freshKey('watch-abort'));
         await recorder.until((holder) => holder !== undefined, watchMs, 'the first state');
         recorder.controller.abort();
         await expect(
@@ -405,7 +418,7 @@ export function describeLockStore(
         const key = freshKey('close');
         const held = expectWon(await store.compareAndSwap(key, null, claim('a'), ttl), claim('a'));
         await store.refresh(key, held, ttl);
-        const recorder = new Recorder(store, key);
+        const recorder = new WatchRecorder(store, key);
         await recorder.until((holder) => holder !== undefined, watchMs, 'the holder');
         await recorder.stop();
         await store.compareAndSwap(key, held, null, ttl);
