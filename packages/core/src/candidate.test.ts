@@ -258,6 +258,31 @@ describe('Candidate: election', () => {
     expect(candidate.token()! > token!).toBe(true);
   });
 
+  it('leaders of different keys in one process refresh at the same instants, so one keepalive can serve them all', async () => {
+    const clock = new FakeClock();
+    clocks.add(clock);
+    const refreshedAt: number[] = [];
+    const inner = new MemoryStore({ clock });
+    const store: LockStore = {
+      compareAndSwap: (...args) => inner.compareAndSwap(...args),
+      refresh: (...args) => (refreshedAt.push(clock.now()), inner.refresh(...args)),
+      watch: (...args) => inner.watch(...args),
+      close: () => inner.close(),
+    };
+    for (const [i, delay] of [0, 137, 420, 777].entries()) {
+      await clock.advance(delay - clock.now());
+      const candidate = new Candidate(store, { path: `/job/${i}`, ttl: TTL, clock });
+      started.push(candidate);
+      await candidate.start();
+    }
+    refreshedAt.length = 0;
+    await clock.advance(5000);
+    const instants = new Set(refreshedAt);
+    expect(refreshedAt.length).toBeGreaterThanOrEqual(4 * 4);
+    expect(instants.size).toBeLessThanOrEqual(refreshedAt.length / 4);
+    for (const at of instants) expect(at % 1000).toBe(0); // multiples of the refresh interval (ttl/3 = 1 s)
+  });
+
   it('isSelected() is false after a long pause, before any timer has fired', async () => {
     const c = cluster(1);
     await startAll(c);

@@ -504,7 +504,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#state = 'leading';
     this.#clearRetry();
     this.#armDeadline(run, term);
-    this.#scheduleRefresh(run, term, sentAt + this.#options.refreshIntervalMs - this.#clock.now());
+    this.#scheduleRefresh(run, term, this.#nextRefreshAt(sentAt) - this.#clock.now());
     this.#emit('select', holder.value, holder.id, holder);
   }
 
@@ -520,6 +520,18 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         this.#armDeadline(run, term);
       }
     }, term.deadline - this.#clock.now());
+  }
+
+  /**
+   * When to refresh next: the last grid point of multiples of refreshInterval
+   * (on this process's clock) within one interval of `sentAt`. Never later
+   * than `sentAt + refreshInterval`, and every candidate of the process with
+   * the same interval refreshes at the same instants, so a store that shares
+   * one lease among them (`coalesce`) confirms them all with one keepalive.
+   */
+  #nextRefreshAt(sentAt: number): number {
+    const interval = this.#options.refreshIntervalMs;
+    return Math.floor((sentAt + interval) / interval) * interval;
   }
 
   #scheduleRefresh(run: Run, term: Term, ms: number): void {
@@ -569,7 +581,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         term.refreshFailures = 0;
         term.deadline = Math.max(term.deadline, sentAt + this.#options.ttlMs - this.#options.safetyMarginMs);
         this.#armDeadline(run, term);
-        this.#scheduleRefresh(run, term, sentAt + this.#options.refreshIntervalMs - this.#clock.now());
+        this.#scheduleRefresh(run, term, this.#nextRefreshAt(sentAt) - this.#clock.now());
         this.#emit('refresh', held.value, held.id);
         this.#emit('ping', held.value, held.id);
       },
