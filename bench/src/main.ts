@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { Candidate, type LockStore } from '@vip/core';
 import { ConsulStore } from '@vip/consul';
 import { EtcdStore } from '@vip/etcd';
-import { repositoryRoot, startConsul, startEtcd, uniqueConsulPrefix, uniquePrefix, type EtcdCluster } from '@vip/test-integration/harness';
+import { Election, repositoryRoot, startConsul, startEtcd, uniqueConsulPrefix, uniquePrefix, type EtcdCluster } from '@vip/test-integration/harness';
 import { Etcd3 } from 'etcd3';
 
 const full = process.argv.includes('--full');
@@ -24,6 +24,7 @@ const SCALE = full ? [1000, 10_000] : [1000];
 const IDLE_SECONDS = full ? 60 : 10;
 const ETCD_TTL = 3;
 const CONSUL_TTL = 10;
+const CRASH_TRIALS = { etcd: full ? 10 : 5, consul: full ? 10 : 3 };
 
 interface Stats {
   n: number;
@@ -81,6 +82,32 @@ async function gracefulEtcd3(hosts: string[], prefix: string, ttl: number): Prom
     }
   } finally {
     for (const client of clients) client.close();
+  }
+  return samples;
+}
+
+/**
+ * Crash failover: two candidate processes; the leader gets SIGKILL; time until
+ * the other is selected (the server must first expire the dead leader's hold).
+ */
+async function crashVip(backend: 'etcd' | 'consul', address: string, prefix: string, ttl: number, trials: number): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < trials; i++) {
+    const election = new Election();
+    try {
+      const path = `${prefix}crash-${i}`;
+      const nodes = ['a', 'b'].map((id) => election.spawn({ backend, address, path, id, ttl }));
+      await election.until(() => election.leaders().length === 1 && nodes.every((node) => node.events('started').length > 0), 'a leader');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const leader = election.leaders()[0]!;
+      await leader.kill();
+      const killedAt = leader.deaths[0]!;
+      await election.until(() => election.leaders().length === 1, 'the takeover', (3 * ttl + 10) * 1000);
+      const select = election.log.find((line) => line.event === 'select' && line.at > killedAt)!;
+      samples.push(select.at - killedAt);
+    } finally {
+      await election.close();
+    }
   }
   return samples;
 }
@@ -202,6 +229,9 @@ async function main(): Promise<void> {
     const gEtcd3 = stats(await gracefulEtcd3(etcd.endpoints, etcdPrefix, ETCD_TTL));
     log('graceful failover: vip on Consul');
     const gConsul = stats(await gracefulVip(consulStores, consulPrefix, CONSUL_TTL));
+    log('crash failover: vip on etcd and Consul (separate processes, SIGKILL)');
+    const cEtcd = stats(await crashVip('etcd', etcd.connectionString, etcdPrefix, ETCD_TTL, CRASH_TRIALS.etcd));
+    const cConsul = stats(await crashVip('consul', consul.connectionString, consulPrefix, CONSUL_TTL, CRASH_TRIALS.consul));
     log('time to first leader');
     const fEtcd = stats(await firstLeaderVip(etcdStores[0], etcdPrefix, ETCD_TTL));
     const fEtcd3 = stats(await firstLeaderEtcd3(etcd.endpoints, etcdPrefix, ETCD_TTL));
@@ -239,6 +269,18 @@ ${row('vip on Consul (ConsulStore)', gConsul, gEtcd)}
 A graceful stop releases the key, so the next leader is chosen in one watch round trip
 (etcd) or one blocking-query return (Consul), whatever the TTL.
 
+## 2. Crash failover: the leader process gets SIGKILL; time until another process is selected
+
+| implementation | ttl | trials | p50 | p99 | max | p50 / ttl |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: |
+| vip on etcd | ${ETCD_TTL} s | ${cEtcd.n} | ${ms(cEtcd.p50)} | ${ms(cEtcd.p99)} | ${ms(cEtcd.max)} | ${(cEtcd.p50 / 1000 / ETCD_TTL).toFixed(2)} |
+| vip on Consul | ${CONSUL_TTL} s | ${cConsul.n} | ${ms(cConsul.p50)} | ${ms(cConsul.p99)} | ${ms(cConsul.max)} | ${(cConsul.p50 / 1000 / CONSUL_TTL).toFixed(2)} |
+
+The floor is the server's: etcd deletes a dead holder's key when its lease expires, between
+ttl and ttl + 0.5 s after the last keepalive (its lessor checks every 500 ms), and the last
+keepalive was up to ttl/3 before the kill, so takeover lands between 2/3 ttl and ttl + 0.5 s.
+Consul invalidates a session between ttl and 2 × ttl after its last renew (SessionTTLMultiplier = 2).
+
 ## 3. Time to first leader on an uncontended key (start() to select)
 
 | implementation | trials | p50 | p99 | max | p50 vs vip on etcd |
@@ -262,10 +304,9 @@ ${scale.map((s) => `| ${s.count.toLocaleString('en')} | ${ms(s.settleMs)} ms | $
 
 ## Not measured yet
 
-Crash failover (SIGKILL of the leader process) side by side, the seed module \`locked\` (etcd v2 API),
+Crash failover of etcd3's Election, the seed module \`locked\` (etcd v2 API) for figures 1 and 2,
 \`consul lock\`, etcd3 Election at scale, Consul's store load, and the SVG chart of the failover
-distribution are still to come. The crash-failover floor is set by the server: etcd frees a dead
-holder's key between ttl and ttl + 0.5 s; Consul between ttl and 2 × ttl.
+distribution are still to come.
 
 What this means for choosing a TTL: a graceful handover costs milliseconds whatever the TTL; the TTL
 only sets how long a *crashed* leader blocks the job (about ttl on etcd, up to 2 × ttl on Consul) and
