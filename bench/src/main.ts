@@ -10,6 +10,7 @@
  * this machine: compare the ratios, not the absolute numbers, across machines.
  */
 import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Candidate, type LockStore } from '@vip/core';
@@ -108,6 +109,39 @@ async function crashVip(backend: 'etcd' | 'consul', address: string, prefix: str
     } finally {
       await election.close();
     }
+  }
+  return samples;
+}
+
+/** The seed module `locked` (etcd v2 API), as its README shows it. */
+interface LockedNode {
+  on(event: 'select' | 'deselect', listener: () => void): void;
+  start(): void;
+  stop(): void;
+}
+const locked = createRequire(import.meta.url)('locked') as (hosts: string) => (options: object) => LockedNode;
+
+/**
+ * `locked`'s graceful failover: the leader calls stop(). It never deletes its
+ * key, so the other node takes over when the key's TTL runs out.
+ */
+async function gracefulLocked(host: string, trials: number, ttl: number): Promise<number[]> {
+  const locker = locked(host);
+  const samples: number[] = [];
+  for (let i = 0; i < trials; i++) {
+    const path = `/bench/locked-graceful-${Date.now()}-${i}`;
+    const [a, b] = (['a', 'b'] as const).map((id) => locker({ id, path, value: `value of ${id}`, ttl }));
+    const aSelected = new Promise<void>((resolve) => a!.on('select', resolve));
+    a!.start();
+    await aSelected;
+    const bSelected = new Promise<void>((resolve) => b!.on('select', resolve));
+    b!.start();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const started = performance.now();
+    a!.stop();
+    await bSelected;
+    samples.push(performance.now() - started);
+    b!.stop();
   }
   return samples;
 }
@@ -216,7 +250,7 @@ function row(name: string, s: Stats, base?: Stats): string {
 async function main(): Promise<void> {
   const began = new Date();
   log(`mode: ${full ? 'full' : 'quick'}; ${TRIALS} trials per figure`);
-  const etcd = await startEtcd();
+  const etcd = await startEtcd({ enableV2: true }); // v2 for the seed module `locked`
   const consul = await startConsul();
   const etcdPrefix = uniquePrefix('bench');
   const consulPrefix = uniqueConsulPrefix('bench');
@@ -227,6 +261,8 @@ async function main(): Promise<void> {
     const gEtcd = stats(await gracefulVip(etcdStores, etcdPrefix, ETCD_TTL));
     log('graceful failover: etcd3 Election');
     const gEtcd3 = stats(await gracefulEtcd3(etcd.endpoints, etcdPrefix, ETCD_TTL));
+    log('graceful failover: the seed module locked (etcd v2)');
+    const gLocked = stats(await gracefulLocked(`127.0.0.1:${etcd.members[0]!.clientPort}`, full ? 10 : 3, ETCD_TTL));
     log('graceful failover: vip on Consul');
     const gConsul = stats(await gracefulVip(consulStores, consulPrefix, CONSUL_TTL));
     log('crash failover: vip on etcd and Consul (separate processes, SIGKILL)');
@@ -265,9 +301,12 @@ more than the absolute numbers. Times are in milliseconds.
 ${row('vip on etcd (EtcdStore)', gEtcd)}
 ${row('etcd3 Election (resign)', gEtcd3, gEtcd)}
 ${row('vip on Consul (ConsulStore)', gConsul, gEtcd)}
+${row('locked 2.4.1, the seed module (etcd v2 API)', gLocked, gEtcd)}
 
 A graceful stop releases the key, so the next leader is chosen in one watch round trip
-(etcd) or one blocking-query return (Consul), whatever the TTL.
+(etcd) or one blocking-query return (Consul), whatever the TTL. \`locked\`'s stop() only stops
+refreshing, so its successor waits for the key's TTL. (Its refresh writes with prevExist=false and
+always fails, so while it runs its leadership also flips every TTL; seen here on etcd 3.5 --enable-v2.)
 
 ## 2. Crash failover: the leader process gets SIGKILL; time until another process is selected
 
@@ -304,7 +343,7 @@ ${scale.map((s) => `| ${s.count.toLocaleString('en')} | ${ms(s.settleMs)} ms | $
 
 ## Not measured yet
 
-Crash failover of etcd3's Election, the seed module \`locked\` (etcd v2 API) for figures 1 and 2,
+Crash failover of etcd3's Election and of the seed module \`locked\`,
 \`consul lock\`, etcd3 Election at scale, Consul's store load, and the SVG chart of the failover
 distribution are still to come.
 
