@@ -242,6 +242,33 @@ async function scaleVip(etcd: EtcdCluster, prefix: string, count: number): Promi
   return { count, settleMs, rssMb, idleCpuPercent };
 }
 
+/** A dot plot of failover samples per implementation on a log time axis, as SVG. */
+function failoverChart(series: [string, number[]][]): string {
+  const width = 760;
+  const left = 250;
+  const rowHeight = 34;
+  const height = 50 + series.length * rowHeight;
+  const min = 1;
+  const max = 100_000;
+  const x = (value: number): number => left + ((Math.log10(Math.max(min, value)) - Math.log10(min)) / (Math.log10(max) - Math.log10(min))) * (width - left - 20);
+  const escape = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+  ];
+  for (const tick of [1, 10, 100, 1000, 10_000, 100_000]) {
+    parts.push(`<line x1="${x(tick)}" y1="10" x2="${x(tick)}" y2="${height - 30}" stroke="#ddd"/>`);
+    parts.push(`<text x="${x(tick)}" y="${height - 12}" text-anchor="middle" fill="#555">${tick >= 1000 ? `${tick / 1000} s` : `${tick} ms`}</text>`);
+  }
+  series.forEach(([name, samples], i) => {
+    const y = 30 + i * rowHeight;
+    parts.push(`<text x="${left - 10}" y="${y + 4}" text-anchor="end">${escape(name)}</text>`);
+    for (const sample of samples) parts.push(`<circle cx="${x(sample).toFixed(1)}" cy="${y}" r="3" fill="#2a6fdb" fill-opacity="0.35"/>`);
+  });
+  parts.push('</svg>');
+  return `${parts.join('\n')}\n`;
+}
+
 function row(name: string, s: Stats, base?: Stats): string {
   const ratio = base ? `${(s.p50 / base.p50).toFixed(1)}×` : '1×';
   return `| ${name} | ${s.n} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.max)} | ${ratio} |`;
@@ -258,16 +285,22 @@ async function main(): Promise<void> {
   const consulStores: [ConsulStore, ConsulStore] = [new ConsulStore(consul.connectionString), new ConsulStore(consul.connectionString)];
   try {
     log('graceful failover: vip on etcd');
-    const gEtcd = stats(await gracefulVip(etcdStores, etcdPrefix, ETCD_TTL));
+    const gEtcdSamples = await gracefulVip(etcdStores, etcdPrefix, ETCD_TTL);
+    const gEtcd = stats(gEtcdSamples);
     log('graceful failover: etcd3 Election');
-    const gEtcd3 = stats(await gracefulEtcd3(etcd.endpoints, etcdPrefix, ETCD_TTL));
+    const gEtcd3Samples = await gracefulEtcd3(etcd.endpoints, etcdPrefix, ETCD_TTL);
+    const gEtcd3 = stats(gEtcd3Samples);
     log('graceful failover: the seed module locked (etcd v2)');
-    const gLocked = stats(await gracefulLocked(`127.0.0.1:${etcd.members[0]!.clientPort}`, full ? 10 : 3, ETCD_TTL));
+    const gLockedSamples = await gracefulLocked(`127.0.0.1:${etcd.members[0]!.clientPort}`, full ? 10 : 3, ETCD_TTL);
+    const gLocked = stats(gLockedSamples);
     log('graceful failover: vip on Consul');
-    const gConsul = stats(await gracefulVip(consulStores, consulPrefix, CONSUL_TTL));
+    const gConsulSamples = await gracefulVip(consulStores, consulPrefix, CONSUL_TTL);
+    const gConsul = stats(gConsulSamples);
     log('crash failover: vip on etcd and Consul (separate processes, SIGKILL)');
-    const cEtcd = stats(await crashVip('etcd', etcd.connectionString, etcdPrefix, ETCD_TTL, CRASH_TRIALS.etcd));
-    const cConsul = stats(await crashVip('consul', consul.connectionString, consulPrefix, CONSUL_TTL, CRASH_TRIALS.consul));
+    const cEtcdSamples = await crashVip('etcd', etcd.connectionString, etcdPrefix, ETCD_TTL, CRASH_TRIALS.etcd);
+    const cEtcd = stats(cEtcdSamples);
+    const cConsulSamples = await crashVip('consul', consul.connectionString, consulPrefix, CONSUL_TTL, CRASH_TRIALS.consul);
+    const cConsul = stats(cConsulSamples);
     log('time to first leader');
     const fEtcd = stats(await firstLeaderVip(etcdStores[0], etcdPrefix, ETCD_TTL));
     const fEtcd3 = stats(await firstLeaderEtcd3(etcd.endpoints, etcdPrefix, ETCD_TTL));
@@ -293,6 +326,8 @@ real servers the benchmark started itself (etcd ${etcd.members.length} member, C
 ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node.js ${process.version}.
 These machines are shared and noisy: read the ratios, measured side by side in the same run,
 more than the absolute numbers. Times are in milliseconds.
+
+![Failover latency of every trial, log scale](bench/failover.svg)
 
 ## 1. Graceful failover: the leader stops; time until another candidate is selected
 
@@ -344,13 +379,23 @@ ${scale.map((s) => `| ${s.count.toLocaleString('en')} | ${ms(s.settleMs)} ms | $
 ## Not measured yet
 
 Crash failover of etcd3's Election and of the seed module \`locked\`,
-\`consul lock\`, etcd3 Election at scale, Consul's store load, and the SVG chart of the failover
-distribution are still to come.
+\`consul lock\`, etcd3 Election at scale and Consul's store load are still to come.
 
 What this means for choosing a TTL: a graceful handover costs milliseconds whatever the TTL; the TTL
 only sets how long a *crashed* leader blocks the job (about ttl on etcd, up to 2 × ttl on Consul) and
 how often each process sends one keepalive for all its elections (every ttl/3).
 `;
+    writeFileSync(
+      join(repositoryRoot, 'bench', 'failover.svg'),
+      failoverChart([
+        ['graceful: vip on etcd', gEtcdSamples],
+        ['graceful: vip on Consul', gConsulSamples],
+        ['graceful: etcd3 Election', gEtcd3Samples],
+        ['graceful: locked (seed)', gLockedSamples],
+        [`crash: vip on etcd (ttl ${ETCD_TTL} s)`, cEtcdSamples],
+        [`crash: vip on Consul (ttl ${CONSUL_TTL} s)`, cConsulSamples],
+      ]),
+    );
     writeFileSync(join(repositoryRoot, 'BENCHMARKS.md'), report);
     console.log(report);
   } finally {
