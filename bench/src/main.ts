@@ -9,10 +9,12 @@
  * Writes BENCHMARKS.md at the repository root. Figures are from this run on
  * this machine: compare the ratios, not the absolute numbers, across machines.
  */
+import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Candidate, type LockStore } from '@vip/core';
 import { ConsulStore } from '@vip/consul';
 import { EtcdStore } from '@vip/etcd';
@@ -222,24 +224,57 @@ interface Scale {
   idleCpuPercent: number;
 }
 
-/** `count` elections on one store in this process: time until all lead, memory, CPU while idle. */
-async function scaleVip(etcd: EtcdCluster, prefix: string, count: number): Promise<Scale> {
-  global.gc?.();
-  const store = new EtcdStore(etcd.endpoints);
-  const started = performance.now();
-  const candidates = Array.from({ length: count }, (_, i) => new Candidate(store, { path: `${prefix}scale-${count}-${i}`, ttl: 10 }));
-  await Promise.all(candidates.map((candidate) => candidate.start()));
-  await Promise.all(candidates.map((candidate) => candidate.whenSelected()));
-  const settleMs = performance.now() - started;
-  const rssMb = process.memoryUsage().rss / 2 ** 20;
-  const cpuBefore = process.cpuUsage();
-  const wallBefore = performance.now();
-  await new Promise((resolve) => setTimeout(resolve, IDLE_SECONDS * 1000));
-  const cpu = process.cpuUsage(cpuBefore);
-  const idleCpuPercent = ((cpu.user + cpu.system) / 1000 / (performance.now() - wallBefore)) * 100;
-  await Promise.all(candidates.map((candidate) => candidate.stop()));
-  await store.close();
-  return { count, settleMs, rssMb, idleCpuPercent };
+const worker = fileURLToPath(new URL('./worker.js', import.meta.url));
+
+/** `count` elections in a process of their own (vip or etcd3 Election): time until all lead, memory, idle CPU. */
+function scaleIn(kind: 'vip' | 'etcd3', endpoints: string[], prefix: string, count: number): Scale {
+  const result = spawnSync(process.execPath, [worker, 'scale', kind, endpoints.join(','), String(count), String(IDLE_SECONDS), prefix], {
+    encoding: 'utf8',
+    timeout: (IDLE_SECONDS + 300) * 1000,
+  });
+  if (result.status !== 0) throw new Error(`scale worker (${kind}, ${count}) failed: ${result.stderr.slice(-500)}`);
+  return JSON.parse(result.stdout.trim().split('\n').pop()!) as Scale;
+}
+
+/** etcd3's Election in two processes; the leader gets SIGKILL; time until the other is elected. */
+async function crashEtcd3(endpoints: string[], prefix: string, ttl: number, trials: number): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < trials; i++) {
+    const name = `${prefix}etcd3-crash-${i}`;
+    const events: { at: number; id: string; event: string }[] = [];
+    const children = ['a', 'b'].map((id) => {
+      const child = spawn(process.execPath, [worker, 'etcd3-candidate', endpoints.join(','), name, id, String(ttl)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let buffer = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        buffer += chunk.toString();
+        let newline: number;
+        while ((newline = buffer.indexOf('\n')) >= 0) {
+          events.push(JSON.parse(buffer.slice(0, newline)) as { at: number; id: string; event: string });
+          buffer = buffer.slice(newline + 1);
+        }
+      });
+      return { id, child };
+    });
+    try {
+      const until = async (condition: () => boolean, ms: number): Promise<void> => {
+        const start = Date.now();
+        while (!condition()) {
+          if (Date.now() - start > ms) throw new Error('etcd3 crash trial timed out');
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      };
+      await until(() => events.filter((e) => e.event === 'started').length === 2 && events.some((e) => e.event === 'select'), 30_000);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const leader = events.find((e) => e.event === 'select')!.id;
+      const killedAt = Date.now();
+      children.find((c) => c.id === leader)!.child.kill('SIGKILL');
+      await until(() => events.some((e) => e.event === 'select' && e.id !== leader), (3 * ttl + 10) * 1000);
+      samples.push(events.find((e) => e.event === 'select' && e.id !== leader)!.at - killedAt);
+    } finally {
+      for (const { child } of children) child.kill('SIGKILL');
+    }
+  }
+  return samples;
 }
 
 /** A dot plot of failover samples per implementation on a log time axis, as SVG. */
@@ -299,6 +334,8 @@ async function main(): Promise<void> {
     log('crash failover: vip on etcd and Consul (separate processes, SIGKILL)');
     const cEtcdSamples = await crashVip('etcd', etcd.connectionString, etcdPrefix, ETCD_TTL, CRASH_TRIALS.etcd);
     const cEtcd = stats(cEtcdSamples);
+    const cEtcd3Samples = await crashEtcd3(etcd.endpoints, etcdPrefix, ETCD_TTL, CRASH_TRIALS.etcd);
+    const cEtcd3 = stats(cEtcd3Samples);
     const cConsulSamples = await crashVip('consul', consul.connectionString, consulPrefix, CONSUL_TTL, CRASH_TRIALS.consul);
     const cConsul = stats(cConsulSamples);
     log('time to first leader');
@@ -312,10 +349,10 @@ async function main(): Promise<void> {
       etcd31: await loadEtcd3(etcd, etcdPrefix, 1),
       etcd31000: await loadEtcd3(etcd, etcdPrefix, 1000),
     };
-    const scale: Scale[] = [];
+    const scale: { vip: Scale; etcd3: Scale }[] = [];
     for (const count of SCALE) {
-      log(`scale: ${count} elections in one process`);
-      scale.push(await scaleVip(etcd, etcdPrefix, count));
+      log(`scale: ${count} elections in one process (vip, then etcd3 Election, each in a process of its own)`);
+      scale.push({ vip: scaleIn('vip', etcd.endpoints, etcdPrefix, count), etcd3: scaleIn('etcd3', etcd.endpoints, etcdPrefix, count) });
     }
 
     const cpu = cpus()[0]?.model ?? 'unknown CPU';
@@ -348,6 +385,7 @@ always fails, so while it runs its leadership also flips every TTL; seen here on
 | implementation | ttl | trials | p50 | p99 | max | p50 / ttl |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: |
 | vip on etcd | ${ETCD_TTL} s | ${cEtcd.n} | ${ms(cEtcd.p50)} | ${ms(cEtcd.p99)} | ${ms(cEtcd.max)} | ${(cEtcd.p50 / 1000 / ETCD_TTL).toFixed(2)} |
+| etcd3 Election | ${ETCD_TTL} s | ${cEtcd3.n} | ${ms(cEtcd3.p50)} | ${ms(cEtcd3.p99)} | ${ms(cEtcd3.max)} | ${(cEtcd3.p50 / 1000 / ETCD_TTL).toFixed(2)} |
 | vip on Consul | ${CONSUL_TTL} s | ${cConsul.n} | ${ms(cConsul.p50)} | ${ms(cConsul.p99)} | ${ms(cConsul.max)} | ${(cConsul.p50 / 1000 / CONSUL_TTL).toFixed(2)} |
 
 The floor is the server's: etcd deletes a dead holder's key when its lease expires, between
@@ -370,16 +408,20 @@ ${row('vip on Consul', fConsul, fEtcd)}
 | vip (EtcdStore: one shared lease; refreshes aligned and coalesced into one keepalive) | ${load.vip1.toFixed(2)} | ${load.vip1000.toFixed(3)} |
 | etcd3 Election (one lease per election) | ${load.etcd31.toFixed(2)} | ${load.etcd31000.toFixed(3)} |
 
-## 5. Scale: elections campaigning in one process on one EtcdStore
+## 5. Scale: elections campaigning in one process on one etcd client (each implementation in a process of its own)
 
-| elections | time until all lead | resident memory | CPU while idle (${IDLE_SECONDS} s) |
-| ---: | ---: | ---: | ---: |
-${scale.map((s) => `| ${s.count.toLocaleString('en')} | ${ms(s.settleMs)} ms | ${s.rssMb.toFixed(0)} MiB | ${s.idleCpuPercent.toFixed(1)} % |`).join('\n')}
+| elections | implementation | time until all lead | resident memory | CPU while idle (${IDLE_SECONDS} s) |
+| ---: | --- | ---: | ---: | ---: |
+${scale
+  .flatMap(({ vip, etcd3 }) => [
+    `| ${vip.count.toLocaleString('en')} | vip (EtcdStore) | ${ms(vip.settleMs)} ms | ${vip.rssMb.toFixed(0)} MiB | ${vip.idleCpuPercent.toFixed(1)} % |`,
+    `| ${etcd3.count.toLocaleString('en')} | etcd3 Election | ${ms(etcd3.settleMs)} ms (${(etcd3.settleMs / vip.settleMs).toFixed(1)}×) | ${etcd3.rssMb.toFixed(0)} MiB (${(etcd3.rssMb / vip.rssMb).toFixed(1)}×) | ${etcd3.idleCpuPercent.toFixed(1)} % |`,
+  ])
+  .join('\n')}
 
 ## Not measured yet
 
-Crash failover of etcd3's Election and of the seed module \`locked\`,
-\`consul lock\`, etcd3 Election at scale and Consul's store load are still to come.
+Crash failover of the seed module \`locked\`, \`consul lock\` and Consul's store load are still to come.
 
 What this means for choosing a TTL: a graceful handover costs milliseconds whatever the TTL; the TTL
 only sets how long a *crashed* leader blocks the job (about ttl on etcd, up to 2 × ttl on Consul) and
@@ -393,6 +435,7 @@ how often each process sends one keepalive for all its elections (every ttl/3).
         ['graceful: etcd3 Election', gEtcd3Samples],
         ['graceful: locked (seed)', gLockedSamples],
         [`crash: vip on etcd (ttl ${ETCD_TTL} s)`, cEtcdSamples],
+        [`crash: etcd3 Election (ttl ${ETCD_TTL} s)`, cEtcd3Samples],
         [`crash: vip on Consul (ttl ${CONSUL_TTL} s)`, cConsulSamples],
       ]),
     );
