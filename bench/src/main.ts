@@ -222,6 +222,8 @@ interface Scale {
   settleMs: number;
   rssMb: number;
   idleCpuPercent: number;
+  /** Set when the implementation could not run this many elections. */
+  failed?: string;
 }
 
 const worker = fileURLToPath(new URL('./worker.js', import.meta.url));
@@ -232,7 +234,11 @@ function scaleIn(kind: 'vip' | 'etcd3', endpoints: string[], prefix: string, cou
     encoding: 'utf8',
     timeout: (IDLE_SECONDS + 300) * 1000,
   });
-  if (result.status !== 0) throw new Error(`scale worker (${kind}, ${count}) failed: ${result.stderr.slice(-500)}`);
+  if (result.status !== 0) {
+    const reason = /Error[^\n]*/.exec(result.stderr)?.[0] ?? `exit code ${result.status}`;
+    log(`scale: ${kind} with ${count} elections failed: ${reason}`);
+    return { count, settleMs: Number.NaN, rssMb: Number.NaN, idleCpuPercent: Number.NaN, failed: reason.slice(0, 120) };
+  }
   return JSON.parse(result.stdout.trim().split('\n').pop()!) as Scale;
 }
 
@@ -415,7 +421,9 @@ ${row('vip on Consul', fConsul, fEtcd)}
 ${scale
   .flatMap(({ vip, etcd3 }) => [
     `| ${vip.count.toLocaleString('en')} | vip (EtcdStore) | ${ms(vip.settleMs)} ms | ${vip.rssMb.toFixed(0)} MiB | ${vip.idleCpuPercent.toFixed(1)} % |`,
-    `| ${etcd3.count.toLocaleString('en')} | etcd3 Election | ${ms(etcd3.settleMs)} ms (${(etcd3.settleMs / vip.settleMs).toFixed(1)}×) | ${etcd3.rssMb.toFixed(0)} MiB (${(etcd3.rssMb / vip.rssMb).toFixed(1)}×) | ${etcd3.idleCpuPercent.toFixed(1)} % |`,
+    etcd3.failed
+      ? `| ${etcd3.count.toLocaleString('en')} | etcd3 Election | failed: ${etcd3.failed.replace(/\|/g, '/')} | | |`
+      : `| ${etcd3.count.toLocaleString('en')} | etcd3 Election | ${ms(etcd3.settleMs)} ms (${(etcd3.settleMs / vip.settleMs).toFixed(1)}×) | ${etcd3.rssMb.toFixed(0)} MiB (${(etcd3.rssMb / vip.rssMb).toFixed(1)}×) | ${etcd3.idleCpuPercent.toFixed(1)} % |`,
   ])
   .join('\n')}
 
