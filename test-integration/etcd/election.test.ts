@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { assertNoSplitBrain, terms } from '../checker.js';
-import { startEtcd, startProxy, uniquePrefix, type EtcdCluster, type TcpProxy } from '../harness/index.js';
+import { startEtcd, startProxy, uniquePrefix, type TcpProxy } from '../harness/index.js';
 import { Election, type CandidateProcess } from '../harness/index.js';
 
 // Candidates in separate OS processes against a real etcd, under real faults.
@@ -137,4 +137,3 @@ describe('etcd: candidates in separate processes', () => {
   });
 });
 
-export type { EtcdCluster };

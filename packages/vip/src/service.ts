@@ -7,7 +7,7 @@
  * so the next leader never starts while this one is still winding down.
  */
 import { EventEmitter } from 'node:events';
-import { Candidate, type CandidateEvents, type CandidateOptions, type DeselectReason, type LockStore } from '@vip/core';
+import { Candidate, describeValue, VipOptionError, type CandidateEvents, type CandidateOptions, type DeselectReason, type LockStore } from '@vip/core';
 import { openStore, parseConnectionString } from './connection.js';
 
 /** What `fn` gets each time this node becomes leader. */
@@ -39,10 +39,6 @@ export interface ServiceOptions extends CandidateOptions {
 
 const ON_ERROR = ['resign', 'stop', 'continue'] as const;
 
-function describe(value: unknown): string {
-  return typeof value === 'string' ? `string ${JSON.stringify(value)}` : typeof value === 'number' ? `number ${value}` : typeof value;
-}
-
 /** One election plus the function it guards. Events are the candidate's. */
 export class Service extends EventEmitter<CandidateEvents> {
   readonly options: ServiceOptions;
@@ -57,17 +53,17 @@ export class Service extends EventEmitter<CandidateEvents> {
 
   constructor(store: LockStore | string, options: ServiceOptions, fn: LeaderFunction) {
     super();
-    if (typeof fn !== 'function') throw new TypeError(`vip: the leader function must be a function (got ${describe(fn)})`);
+    if (typeof fn !== 'function') throw new TypeError(`vip: the leader function must be a function (got ${describeValue(fn)})`);
     if (options === null || typeof options !== 'object') {
-      throw new TypeError(`vip: options must be an object like { path: '/my-job' } (got ${describe(options)})`);
+      throw new TypeError(`vip: options must be an object like { path: '/my-job' } (got ${describeValue(options)})`);
     }
     const { onError = 'resign', resignHoldOff, stopTimeout = 10 } = options;
-    if (!ON_ERROR.includes(onError)) throw new TypeError(`vip: option "onError" must be one of ${ON_ERROR.join(', ')} (got ${describe(onError)})`);
+    if (!ON_ERROR.includes(onError)) throw new VipOptionError('vip', 'onError', `one of ${ON_ERROR.join(', ')}`, onError);
     if (resignHoldOff !== undefined && !(typeof resignHoldOff === 'number' && Number.isFinite(resignHoldOff) && resignHoldOff >= 0)) {
-      throw new TypeError(`vip: option "resignHoldOff" must be a number of seconds >= 0 (got ${describe(resignHoldOff)})`);
+      throw new VipOptionError('vip', 'resignHoldOff', 'a number of seconds >= 0', resignHoldOff);
     }
     if (!(typeof stopTimeout === 'number' && Number.isFinite(stopTimeout) && stopTimeout > 0)) {
-      throw new TypeError(`vip: option "stopTimeout" must be a number of seconds > 0 (got ${describe(stopTimeout)})`);
+      throw new VipOptionError('vip', 'stopTimeout', 'a number of seconds > 0', stopTimeout);
     }
     this.options = options;
     this.#fn = fn;
