@@ -93,7 +93,7 @@ export class ConsulAgent {
       '-dns-port', '-1',
       '-grpc-port', '-1',
       // Node names must differ between agents that might ever gossip; the port makes them unique.
-      '-node', `vip-test-${http}`,
+      '-node', `vip-test-${http}`, // ConsulAgent.node
       '-log-level', 'warn',
     ];
     const config = options.configJson ?? options.config;
@@ -114,10 +114,21 @@ export class ConsulAgent {
     return agent;
   }
 
-  /** Ready when the agent reports a raft leader; a dev agent elects itself within a second or so. */
+  /**
+   * Ready when the agent reports a raft leader and has registered its own node
+   * in the catalog. Both are needed before a session can be created: a session
+   * is bound to a node, and until the agent's first anti-entropy sync Consul
+   * answers a session create with 500 "Missing node registration" (seen on a
+   * loaded CI machine right after the leader appeared).
+   */
   async waitReady(timeoutMs = this.#options.readyTimeoutMs ?? 30_000): Promise<void> {
-    const check = this.#options.ready ?? hasLeader;
-    await this.process.waitUntil(() => check(this), 'ready (no raft leader)', timeoutMs);
+    const check = this.#options.ready ?? ((agent: ConsulAgent) => isRegistered(agent, managementToken(this.#options)));
+    await this.process.waitUntil(() => check(this), 'ready (a raft leader and its own node in the catalog)', timeoutMs);
+  }
+
+  /** The node name the agent runs under (unique per agent: it carries the HTTP port). */
+  get node(): string {
+    return `vip-test-${this.port}`;
   }
 
   /** SIGTERM and wait for the exit. A dev agent does not leave the cluster on SIGTERM; it just stops. */
@@ -169,11 +180,25 @@ export class ConsulAgent {
   }
 }
 
-/** GET /v1/status/leader answers the leader's "ip:port", or "" while there is none. */
-async function hasLeader(agent: ConsulAgent): Promise<boolean> {
-  const response = await fetch(`${agent.address}/v1/status/leader`, { signal: AbortSignal.timeout(2000) });
-  const leader = (await response.json()) as unknown;
-  return typeof leader === 'string' && leader.length > 0;
+/**
+ * GET /v1/status/leader answers the leader's "ip:port", or "" while there is
+ * none; GET /v1/catalog/node/NAME answers null until the node is registered.
+ * With ACLs on (default deny) the catalog read needs a token that may read nodes.
+ */
+async function isRegistered(agent: ConsulAgent, token: string | undefined): Promise<boolean> {
+  const headers: Record<string, string> = token ? { 'X-Consul-Token': token } : {};
+  const leader = (await (await fetch(`${agent.address}/v1/status/leader`, { headers, signal: AbortSignal.timeout(2000) })).json()) as unknown;
+  if (typeof leader !== 'string' || leader.length === 0) return false;
+  const response = await fetch(`${agent.address}/v1/catalog/node/${agent.node}`, { headers, signal: AbortSignal.timeout(2000) });
+  if (!response.ok) return false;
+  const entry = (await response.json()) as { Node?: unknown } | null;
+  return entry !== null && typeof entry === 'object' && entry.Node !== null && entry.Node !== undefined;
+}
+
+/** The management token of an ACL-enabled agent's config, if it names one. */
+function managementToken(options: ConsulOptions): string | undefined {
+  const acl = (options.configJson ?? options.config) as { acl?: { tokens?: { master?: string; initial_management?: string } } } | undefined;
+  return acl?.acl?.tokens?.initial_management ?? acl?.acl?.tokens?.master;
 }
 
 export function startConsul(options?: ConsulOptions): Promise<ConsulAgent> {

@@ -73,6 +73,14 @@ export interface ConsulStoreOptions {
    * timeouts; this bounds what is left behind.
    */
   requestTimeout?: number;
+  /**
+   * The shortest session TTL the Consul servers accept, in seconds: their
+   * `session_ttl_min` setting, 10 s unless an operator lowered it. Default 10.
+   * Set it only to match servers configured with a lower `session_ttl_min`
+   * (at least 1 s); a TTL below the servers' real minimum is refused by Consul at
+   * the first acquire.
+   */
+  minTtl?: number;
 }
 
 /** What `new ConsulStore(x)` accepts. */
@@ -90,14 +98,17 @@ interface Hold {
 type Refusal = 'guard' | 'lock-delay' | 'session-gone';
 
 const WHERE = 'ConsulStore';
+/** Consul's longest session TTL (structs.SessionTTLMax). */
+const MAX_TTL = 86400;
 
 export class ConsulStore implements LockStore {
   /**
-   * Consul's session TTL range ("10s" to "86400s"; shorter or longer TTLs are
-   * refused when a candidate is created, never clamped), and the id + value
-   * size that always fits Consul's 512 KiB limits once encoded (codec.ts).
+   * Consul's session TTL range (`session_ttl_min`, 10 s by default, to 86400 s;
+   * shorter or longer TTLs are refused when a candidate is created, never
+   * clamped), and the id + value size that always fits Consul's 512 KiB
+   * limits once encoded (codec.ts).
    */
-  readonly limits: StoreLimits = { minTtl: 10, maxTtl: 86400, maxValueBytes: MAX_VALUE_BYTES };
+  readonly limits: StoreLimits;
   /** The npm `consul` client this store talks through. */
   readonly client: Consul;
   readonly #ownsClient: boolean;
@@ -116,6 +127,7 @@ export class ConsulStore implements LockStore {
    */
   constructor(connection: ConsulConnectionInput, options: ConsulStoreOptions = {}) {
     const settings = checkOptions(options);
+    this.limits = { minTtl: settings.minTtl, maxTtl: MAX_TTL, maxValueBytes: MAX_VALUE_BYTES };
     if (connection instanceof Consul) {
       this.client = connection;
       this.#ownsClient = false;
@@ -140,7 +152,7 @@ export class ConsulStore implements LockStore {
     const name = consulKey(where, key);
     checkHolder(where, 'expected', expected);
     checkClaim(where, next);
-    checkTtl(where, ttl);
+    checkTtl(where, ttl, this.limits.minTtl!);
     checkSignal(where, signal);
     this.#checkOpen();
     if (expected !== null) return this.#swapOwn(name, expected, next, ttl, signal);
@@ -155,7 +167,7 @@ export class ConsulStore implements LockStore {
     const name = consulKey(where, key);
     checkHolder(where, 'held', held);
     if (held === null) throw new VipOptionError(where, 'held', 'a holder { id, value, token }', held);
-    checkTtl(where, ttl);
+    checkTtl(where, ttl, this.limits.minTtl!);
     checkSignal(where, signal);
     this.#checkOpen();
     const hold = await this.#holdFor(name, held, signal);
@@ -397,6 +409,8 @@ function checkOptions(options: ConsulStoreOptions): Required<ConsulStoreOptions>
     // Consul caps a blocking query's wait at 10 minutes.
     watchWait: number('watchWait', options.watchWait, 30, 1, 600),
     requestTimeout: number('requestTimeout', options.requestTimeout, 10, 0.1, 600),
+    // vip accepts no TTL under 1 s for Consul: a session renewed more than once a second is not what Consul is built for.
+    minTtl: number('minTtl', options.minTtl, 10, 1, MAX_TTL),
   };
 }
 
@@ -414,9 +428,9 @@ function checkClaim(where: string, claim: Claim | null): void {
   }
 }
 
-function checkTtl(where: string, ttl: number): void {
-  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 10 || ttl > 86400) {
-    throw new VipOptionError(where, 'ttl', 'a number of seconds from 10 to 86400 (Consul\'s session TTL range)', ttl);
+function checkTtl(where: string, ttl: number, minTtl: number): void {
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < minTtl || ttl > MAX_TTL) {
+    throw new VipOptionError(where, 'ttl', `a number of seconds from ${minTtl} to ${MAX_TTL} (Consul's session TTL range)`, ttl);
   }
 }
 
