@@ -49,13 +49,16 @@ try {
     pnpm('exec', 'vitest', 'run', ...process.argv.slice(3));
     // The packages as npm would ship them: exports, types, files.
     if (process.argv.length === 3) run(process.execPath, [join(root, 'scripts', 'check-packages.mjs')]);
+  } else if (step === 'chaos') {
+    // The long chaos run (test-integration/chaos/main.ts, built by tsc -b above).
+    run(process.execPath, [join(root, 'test-integration', 'dist', 'chaos', 'main.js'), ...process.argv.slice(3)]);
   } else if (step === 'bench') {
     pnpm('--filter', './bench', 'start', ...process.argv.slice(3));
   } else if (step === 'demo') {
     const demo = existsSync(join(root, 'examples', 'demo', 'package.json')) ? 'demo' : 'in-memory';
     pnpm('--filter', `./examples/${demo}`, 'start', ...process.argv.slice(3));
   } else {
-    throw new Error(`usage: node scripts/quickstart.mjs demo|test|bench [args...] (got ${JSON.stringify(step)})`);
+    throw new Error(`usage: node scripts/quickstart.mjs demo|test|bench|chaos [args...] (got ${JSON.stringify(step)})`);
   }
 } catch (error) {
   console.error(`[vip] ${error.message}`);

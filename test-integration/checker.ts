@@ -1,7 +1,22 @@
 /**
- * The split-brain checker: reads every candidate process's event log and
- * fails on any overlap of leadership or any fencing token that does not
- * increase. Times are the shared machine clock (`Date.now()` in each process).
+ * The split-brain checker: reads every candidate process's event log (and the
+ * fenced resource's record of writes) and fails on
+ * - two processes considering themselves leader at the same time,
+ * - a fencing token that does not increase from one term to the next,
+ * - a write the fenced resource accepted that it must not have (a token lower
+ *   than one it had already accepted), or any write by a process that was not
+ *   leading by its own log when it checked `isSelected()` before the work.
+ * Times are the shared machine clock (`Date.now()` in each process).
+ *
+ * When does a process consider itself leader? From its `select` until the
+ * earliest of: its `deselect`, its death (SIGKILL by the test), and its local
+ * deadline, which `select` and `refresh` lines carry. `isSelected()` checks the
+ * deadline itself, so a process that is stopped (SIGSTOP) or starved past its
+ * deadline does not lead after it, even though it can only announce the
+ * deselect once it runs again; that late announcement is reported by
+ * `lateDeselects`, not counted as leadership. A process that refreshes keeps
+ * moving its deadline, so a leader that really went on leading is judged by
+ * its deselect.
  */
 
 export interface LogLine {
@@ -12,15 +27,24 @@ export interface LogLine {
   reason?: string;
   leader?: string | null;
   message?: string;
+  /** On select and refresh: the local deadline at that moment (ms since the epoch). */
+  deadline?: number;
 }
 
 export interface Term {
   id: string;
   token: bigint;
   from: number;
-  /** When leadership ended: the deselect, the moment the process died, or Infinity while it lasts. */
+  /**
+   * When leadership ended: the earliest of the deselect, the moment the
+   * process died and its last announced local deadline; Infinity while it lasts.
+   */
   to: number;
   reason: string;
+  /** The last local deadline the process announced during the term, if it announced any. */
+  deadline?: number;
+  /** When the process announced the end (deselect) or died; Infinity while it lasts. */
+  endedAt: number;
 }
 
 /**
@@ -30,20 +54,25 @@ export interface Term {
 export function terms(lines: LogLine[], deaths: Record<string, number[]> = {}): Term[] {
   const result: Term[] = [];
   const open = new Map<string, Term>();
-  const events = [...lines].sort((a, b) => a.at - b.at);
-  const ends = Object.entries(deaths).flatMap(([id, times]) => times.map((at) => ({ at, id, event: 'killed' })));
-  for (const line of [...events, ...ends].sort((a, b) => a.at - b.at)) {
+  const ends = Object.entries(deaths).flatMap(([id, times]) => times.map((at): LogLine => ({ at, id, event: 'killed' })));
+  // A stable sort: lines of one process keep their order when two share a millisecond.
+  for (const line of [...lines, ...ends].sort((a, b) => a.at - b.at)) {
     const current = open.get(line.id);
     if (line.event === 'select') {
       if (current) throw new Error(`${line.id} selected twice without a deselect (at ${line.at})`);
-      const term: Term = { id: line.id, token: BigInt((line as LogLine).token!), from: line.at, to: Number.POSITIVE_INFINITY, reason: 'running' };
+      if (line.token === undefined) throw new Error(`${line.id}: a select line without a token (at ${line.at})`);
+      const term: Term = { id: line.id, token: BigInt(line.token), from: line.at, to: Number.POSITIVE_INFINITY, reason: 'running', endedAt: Number.POSITIVE_INFINITY };
+      if (line.deadline !== undefined) term.deadline = line.deadline;
       open.set(line.id, term);
       result.push(term);
+    } else if (line.event === 'refresh' && current && line.deadline !== undefined) {
+      current.deadline = Math.max(current.deadline ?? line.deadline, line.deadline);
     } else if (line.event === 'deselect' || line.event === 'killed') {
       if (line.event === 'deselect' && !current) throw new Error(`${line.id} deselected without a select (at ${line.at})`);
       if (current) {
-        current.to = line.at;
-        current.reason = line.event === 'killed' ? 'killed' : (line as LogLine).reason ?? '?';
+        current.endedAt = line.at;
+        current.to = Math.min(line.at, current.deadline ?? Number.POSITIVE_INFINITY);
+        current.reason = line.event === 'killed' ? 'killed' : (line.reason ?? '?');
         open.delete(line.id);
       }
     }
@@ -51,14 +80,104 @@ export function terms(lines: LogLine[], deaths: Record<string, number[]> = {}): 
   return result;
 }
 
-/** Throws, with the terms in the message, on overlapping leadership or tokens that do not increase. */
-export function assertNoSplitBrain(all: Term[]): void {
+const show = (all: Term[]): string =>
+  [...all]
+    .sort((a, b) => a.from - b.from)
+    .map((t) => `${t.id} token ${t.token} [${t.from}, ${t.to}] ${t.reason}`)
+    .join('\n  ');
+
+/** Every overlap of leadership and every token that does not increase, as messages (empty: none). */
+export function splitBrains(all: Term[]): string[] {
   const sorted = [...all].sort((a, b) => a.from - b.from);
-  const show = (): string => sorted.map((t) => `${t.id} token ${t.token} [${t.from}, ${t.to}] ${t.reason}`).join('\n  ');
+  const found: string[] = [];
   for (let i = 1; i < sorted.length; i++) {
     const before = sorted[i - 1]!;
     const after = sorted[i]!;
-    if (after.from < before.to) throw new Error(`two leaders at once: ${before.id} and ${after.id}\n  ${show()}`);
-    if (after.token <= before.token) throw new Error(`fencing token did not increase: ${before.token} then ${after.token}\n  ${show()}`);
+    if (after.from < before.to) found.push(`two leaders at once: ${before.id} (token ${before.token}, until ${before.to}) and ${after.id} (token ${after.token}, from ${after.from})`);
+    if (after.token <= before.token) found.push(`fencing token did not increase: ${before.id} had ${before.token}, then ${after.id} had ${after.token}`);
   }
+  return found;
+}
+
+/** Throws, with the terms in the message, on overlapping leadership or tokens that do not increase. */
+export function assertNoSplitBrain(all: Term[]): void {
+  const found = splitBrains(all);
+  if (found.length > 0) throw new Error(`${found[0]}\n  ${show(all)}`);
+}
+
+/** Terms whose deselect came later than their deadline: the process was stopped or starved (not a split brain). */
+export function lateDeselects(all: Term[]): { term: Term; lateByMs: number }[] {
+  return all
+    .filter((term) => term.deadline !== undefined && term.endedAt !== Number.POSITIVE_INFINITY && term.reason !== 'killed' && term.endedAt > term.deadline)
+    .map((term) => ({ term, lateByMs: term.endedAt - term.deadline! }));
+}
+
+/** One write as the fenced resource recorded it (chaos/fenced-resource.ts). */
+export interface WriteRecord {
+  id: string;
+  token: bigint;
+  /** When the writer checked `isSelected()` (the write went out after its work). */
+  checkedAt: number;
+  receivedAt: number;
+  accepted: boolean;
+}
+
+export interface WriteCheck {
+  accepted: number;
+  refused: number;
+  /** Accepted writes that arrived after a newer term had begun (the newer leader had not written yet): late, but in token order. */
+  late: number;
+  violations: string[];
+}
+
+/**
+ * Checks the fenced resource's record, in the order it received the writes:
+ * - an accepted write never carries a token lower than one accepted before it
+ *   (the fence held);
+ * - every write, accepted or refused, was decided on within a term of its
+ *   writer with that token: `isSelected()` said yes inside the term (nobody
+ *   worked without leading, or with another's token). The write itself may go
+ *   out later (the work takes time, or the writer was stopped meanwhile):
+ *   that is what the fence is for.
+ */
+export function checkWrites(all: Term[], writes: readonly WriteRecord[]): WriteCheck {
+  const byKey = new Map<string, Term[]>();
+  for (const term of all) {
+    const key = `${term.id}\u0000${term.token}`;
+    byKey.set(key, [...(byKey.get(key) ?? []), term]);
+  }
+  const starts = [...all].sort((a, b) => a.from - b.from);
+  const result: WriteCheck = { accepted: 0, refused: 0, late: 0, violations: [] };
+  let highest = -1n;
+  for (const write of writes) {
+    const terms = byKey.get(`${write.id}\u0000${write.token}`) ?? [];
+    const within = terms.some((term) => write.checkedAt >= term.from && write.checkedAt <= term.to);
+    if (!within) {
+      const known = terms.map((term) => `[${term.from}, ${term.to}]`).join(', ') || 'none';
+      result.violations.push(`${write.id} wrote with token ${write.token}, checked at ${write.checkedAt}, outside its term with that token (terms: ${known})${write.accepted ? ', and the resource accepted it' : ''}`);
+    }
+    if (!write.accepted) {
+      result.refused++;
+      continue;
+    }
+    result.accepted++;
+    if (write.token < highest) result.violations.push(`the resource accepted a stale write: token ${write.token} from ${write.id} after token ${highest}`);
+    if (write.token > highest) highest = write.token;
+    if (starts.some((term) => term.token > write.token && term.from <= write.receivedAt)) result.late++;
+  }
+  return result;
+}
+
+/** The stretches within [from, to] when no process led. */
+export function leaderlessGaps(all: Term[], from: number, to: number): { from: number; to: number }[] {
+  const gaps: { from: number; to: number }[] = [];
+  let covered = from;
+  for (const term of [...all].sort((a, b) => a.from - b.from)) {
+    if (term.to <= covered) continue;
+    if (term.from > covered) gaps.push({ from: covered, to: Math.min(term.from, to) });
+    covered = Math.max(covered, term.to);
+    if (covered >= to) break;
+  }
+  if (covered < to) gaps.push({ from: covered, to });
+  return gaps.filter((gap) => gap.to > gap.from);
 }

@@ -318,6 +318,8 @@ export interface CandidateSpec {
   id: string;
   ttl: number;
   requestTimeout?: number;
+  /** More environment for the fixture (VIP_RESOURCE, VIP_MIN_TTL, ...: see fixtures/candidate.mjs). */
+  env?: Record<string, string>;
 }
 
 /** One candidate in its own OS process; its events go to a log shared with the others. */
@@ -342,6 +344,7 @@ export class CandidateProcess {
         VIP_ID: spec.id,
         VIP_TTL: String(spec.ttl),
         ...(spec.requestTimeout ? { VIP_REQUEST_TIMEOUT: String(spec.requestTimeout) } : {}),
+        ...spec.env,
       },
       { onLine: (line) => log.push(line) },
     );
