@@ -19,6 +19,7 @@
 import { EventEmitter } from 'node:events';
 import type { Clock, TimerHandle } from './clock.js';
 import { VipStoreError, VipTimeoutError, describe } from './errors.js';
+import { emitIsolated } from './emit.js';
 import { backoffDelay, resolveOptions, type CandidateOptions, type ResolvedOptions } from './options.js';
 import { sameHolder, sameTerm, type Claim, type Holder, type LockStore } from './store.js';
 
@@ -682,25 +683,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
    * reported on `error`, and an `error` nobody listens to is dropped.
    */
   #emit<E extends keyof CandidateEvents>(event: E, ...args: CandidateEvents[E]): void {
-    const listeners = this.rawListeners(event) as ((...a: unknown[]) => unknown)[];
-    for (const listener of listeners) {
-      try {
-        const result = listener.apply(this, args);
-        if (result && typeof (result as Promise<unknown>).then === 'function') {
-          (result as Promise<unknown>).then(undefined, (error: unknown) => this.#listenerFailed(event, error));
-        }
-      } catch (error) {
-        this.#listenerFailed(event, error);
-      }
-    }
-  }
-
-  #listenerFailed(event: keyof CandidateEvents, error: unknown): void {
-    if (event === 'error') return; // an error listener that throws has nowhere left to report
-    const wrapped = new Error(`a "${event}" listener threw: ${error instanceof Error ? error.message : describe(error)}`, {
-      cause: error,
-    });
-    this.#emit('error', wrapped);
+    emitIsolated(this, event, args);
   }
 }
 

@@ -1,6 +1,7 @@
 export { Candidate, locker, type CandidateEvents, type DeselectReason } from './candidate.js';
 export { systemClock, type Clock, type Random, type TimerHandle } from './clock.js';
 export { coalesce } from './coalesce.js';
+export { emitIsolated } from './emit.js';
 export { describe as describeValue, VipOptionError, VipStoreError, VipTimeoutError } from './errors.js';
 export { MemoryBackend, MemoryStore, type MemoryStoreOptions } from './memory-store.js';
 export type { BackoffOptions, CandidateOptions } from './options.js';

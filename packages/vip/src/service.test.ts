@@ -17,6 +17,27 @@ function setup() {
 }
 
 describe('vip(store)(options, fn)', () => {
+  it("runs every listener of an event even when one throws, and reports the throw on 'error'", async () => {
+    const { clock, store } = setup();
+    const service = vip(store)({ path: '/job', id: 'a', ttl: TTL, clock }, () => {});
+    services.push(service);
+    const calls: string[] = [];
+    const errors: string[] = [];
+    service.on('select', () => {
+      calls.push('first');
+      throw new Error('listener bug');
+    });
+    service.on('select', () => calls.push('second'));
+    service.on('change', () => Promise.reject(new Error('async listener bug')));
+    service.on('error', (error) => errors.push(error.message));
+    await service.start();
+    await clock.advance(100);
+    expect(calls).toEqual(['first', 'second']);
+    expect(service.isSelected()).toBe(true);
+    expect(errors).toContain('a "select" listener threw: listener bug');
+    expect(errors).toContain('a "change" listener threw: async listener bug');
+  });
+
   it('runs fn once per term with the term token, and again on the next term', async () => {
     const { clock, store } = setup();
     const runs: LeaderContext[] = [];

@@ -7,7 +7,7 @@
  * so the next leader never starts while this one is still winding down.
  */
 import { EventEmitter } from 'node:events';
-import { Candidate, describeValue, VipOptionError, type CandidateEvents, type CandidateOptions, type DeselectReason, type LockStore } from '@vip/core';
+import { Candidate, describeValue, emitIsolated, VipOptionError, type CandidateEvents, type CandidateOptions, type DeselectReason, type LockStore } from '@vip/core';
 import { openStore, parseConnectionString } from './connection.js';
 
 /** What `fn` gets each time this node becomes leader. */
@@ -188,14 +188,13 @@ export class Service extends EventEmitter<CandidateEvents> {
     }
   }
 
-  /** Forward an event: an `error` nobody listens to is dropped, never thrown. */
+  /**
+   * Forward an event to this service's listeners, each on its own (as the
+   * candidate does): a listener that throws or rejects is reported on `error`
+   * and the others still run; an `error` nobody listens to is dropped, never thrown.
+   */
   #forward(event: keyof CandidateEvents, args: unknown[]): void {
-    if (event === 'error' && this.listenerCount('error') === 0) return;
-    try {
-      (this.emit as (event: string, ...args: unknown[]) => boolean)(event, ...args);
-    } catch (error) {
-      if (event !== 'error') this.#forward('error', [error]);
-    }
+    emitIsolated(this, event, args);
   }
 }
 
