@@ -236,7 +236,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         await hold(
           'pause',
           slot.id,
-          between(1.2, 2.5) * ttl * 1000,
+          // Longer than the server takes to free a silent holder's key (etcd:
+          // ttl; Consul: up to 2 x ttl), so that a paused leader is replaced
+          // while it sleeps and wakes up to find it so.
+          between(1.2, 2) * (backend === 'consul' ? 2 : 1) * ttl * 1000,
           () => {
             slot.paused = true;
             slot.process.pause();
