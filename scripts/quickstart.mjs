@@ -46,6 +46,8 @@ try {
     run(process.execPath, [join(root, 'scripts', 'install-servers.mjs')]);
   }
   if (step === 'test') {
+    // The tests' own types: vitest only strips them.
+    pnpm('exec', 'tsc', '-p', 'tsconfig.tests.json');
     pnpm('exec', 'vitest', 'run', ...process.argv.slice(3));
     // The packages as npm would ship them: exports, types, files.
     if (process.argv.length === 3) run(process.execPath, [join(root, 'scripts', 'check-packages.mjs')]);
