@@ -161,6 +161,15 @@ export class ConsulHttp {
     const [, body] = await this.#call(undefined, this.#timeoutMs, (call) =>
       this.#calls.session.create({ ...call, name: spec.name, ttl: spec.ttl, lockdelay: spec.lockDelay, behavior: spec.behavior }),
     ).catch((error: unknown) => {
+      // A session is bound to the agent's node, which the agent registers in
+      // the catalog by its first sync after it starts (or rejoins).
+      if (/Missing node registration/i.test(describeBody(error))) {
+        throw new Error(
+          'Consul could not create a session: the agent\'s node is not in the catalog yet ("Missing node registration"); ' +
+            'an agent registers itself shortly after it starts or rejoins, so this passes on a retry',
+          { cause: error },
+        );
+      }
       throw withBody(error);
     });
     if (typeof body?.ID !== 'string' || body.ID === '') throw new Error('Consul answered session/create without an ID');
