@@ -12,7 +12,7 @@ describe('chaos: etcd, a 3-member cluster', () => {
   it('catches a real split brain: candidates whose leases are shorter than they believe', async () => {
     const report = await runChaos({
       backend: 'etcd',
-      durationMs: 15_000,
+      durationMs: 20_000,
       ttl: 6,
       faults: ['stall'],
       preferLeader: 1,
