@@ -112,6 +112,14 @@ export function lateDeselects(all: Term[]): { term: Term; lateByMs: number }[] {
     .map((term) => ({ term, lateByMs: term.endedAt - term.deadline! }));
 }
 
+/**
+ * A write is checked against a deadline that the writer logged as
+ * `Date.now() + timeLeft()`, a wall-clock time computed from its monotonic
+ * clock; the two clocks may drift apart by NTP's slew rate (at most 500 ppm,
+ * so under 2 ms over a term's few seconds between refreshes).
+ */
+const CLOCK_SLACK_MS = 2;
+
 /** One write as the fenced resource recorded it (chaos/fenced-resource.ts). */
 export interface WriteRecord {
   id: string;
@@ -151,7 +159,7 @@ export function checkWrites(all: Term[], writes: readonly WriteRecord[]): WriteC
   let highest = -1n;
   for (const write of writes) {
     const terms = byKey.get(`${write.id}\u0000${write.token}`) ?? [];
-    const within = terms.some((term) => write.checkedAt >= term.from && write.checkedAt <= term.to);
+    const within = terms.some((term) => write.checkedAt >= term.from && write.checkedAt <= term.to + CLOCK_SLACK_MS);
     if (!within) {
       const known = terms.map((term) => `[${term.from}, ${term.to}]`).join(', ') || 'none';
       result.violations.push(`${write.id} wrote with token ${write.token}, checked at ${write.checkedAt}, outside its term with that token (terms: ${known})${write.accepted ? ', and the resource accepted it' : ''}`);

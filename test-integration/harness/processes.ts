@@ -328,7 +328,7 @@ export class CandidateProcess {
   readonly process: JsonLinesProcess<LogLine>;
   readonly log: LogLine[];
   readonly exited: Promise<Exit>;
-  /** Times (ms since the epoch) when the test killed this process with SIGKILL. */
+  /** Times (ms since the epoch) when the test saw this process die of its SIGKILL. */
   readonly deaths: number[] = [];
 
   constructor(spec: CandidateSpec, log: LogLine[]) {
@@ -375,9 +375,14 @@ export class CandidateProcess {
     await this.exited;
   }
 
+  /**
+   * SIGKILL, and note the time once the exit is seen: every line the process
+   * wrote was written before then, so a term it logged never seems to start
+   * after its death.
+   */
   async kill(): Promise<void> {
-    this.deaths.push(Date.now());
     await this.process.kill('SIGKILL');
+    this.deaths.push(Date.now());
   }
 
   pause(): void {
