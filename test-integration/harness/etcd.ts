@@ -18,6 +18,14 @@ export interface EtcdOptions {
   extraArgs?: string[];
   /** How long start-up may take, per wait (default 30 s). */
   readyTimeoutMs?: number;
+  /**
+   * Also serve clients over TLS, on a port of its own per member
+   * (`member.tlsClientUrl`). The plain http client URL stays, on loopback, for
+   * the harness's own health checks and etcdctl; tests of TLS connect to the
+   * https one. With `clientCertAuth`, etcd refuses a TLS client without a
+   * certificate signed by `ca`.
+   */
+  tls?: { cert: string; key: string; ca: string; clientCertAuth?: boolean };
 }
 
 export interface EtcdMember {
@@ -26,6 +34,9 @@ export interface EtcdMember {
   /** http://127.0.0.1:PORT */
   readonly clientUrl: string;
   readonly clientPort: number;
+  /** https://127.0.0.1:PORT when the cluster was started with `tls`. */
+  readonly tlsClientUrl?: string;
+  readonly tlsClientPort?: number;
   readonly peerUrl: string;
   readonly peerPort: number;
   readonly dataDir: string;
@@ -57,21 +68,28 @@ export class EtcdCluster {
   static async start(options: EtcdOptions = {}): Promise<EtcdCluster> {
     const count = options.members ?? 1;
     const bin = etcdBinary();
-    const ports = await freePorts(count * 2);
+    const ports = await freePorts(count * (options.tls ? 3 : 2));
+    const tlsPort = (i: number): number | undefined => (options.tls ? ports[count * 2 + i] : undefined);
     const dataDir = await mkdtemp(join(tmpdir(), 'vip-etcd-'));
     trackDir(dataDir);
     const peerUrl = (i: number): string => `http://127.0.0.1:${ports[count + i]}`;
     const initialCluster = Array.from({ length: count }, (_, i) => `n${i}=${peerUrl(i)}`).join(',');
     const members = Array.from({ length: count }, (_, i): EtcdMember => {
       const clientUrl = `http://127.0.0.1:${ports[i]}`;
+      const tlsClientUrl = options.tls ? `https://127.0.0.1:${tlsPort(i)}` : undefined;
+      const clientUrls = tlsClientUrl ? `${clientUrl},${tlsClientUrl}` : clientUrl;
+      const tls = options.tls
+        ? ['--cert-file', options.tls.cert, '--key-file', options.tls.key, '--trusted-ca-file', options.tls.ca, ...(options.tls.clientCertAuth ? ['--client-cert-auth'] : [])]
+        : [];
       const memberDir = join(dataDir, `n${i}`);
       // Once a member has data, etcd ignores the --initial-* flags on a restart
       // and rejoins from its data dir, so the same command line serves start and restart.
       const args = [
         '--name', `n${i}`,
         '--data-dir', memberDir,
-        '--listen-client-urls', clientUrl,
-        '--advertise-client-urls', clientUrl,
+        '--listen-client-urls', clientUrls,
+        '--advertise-client-urls', clientUrls,
+        ...tls,
         '--listen-peer-urls', peerUrl(i),
         '--initial-advertise-peer-urls', peerUrl(i),
         '--initial-cluster', initialCluster,
@@ -88,6 +106,7 @@ export class EtcdCluster {
         name: `n${i}`,
         clientUrl,
         clientPort: ports[i]!,
+        ...(tlsClientUrl ? { tlsClientUrl, tlsClientPort: tlsPort(i)! } : {}),
         peerUrl: peerUrl(i),
         peerPort: ports[count + i]!,
         dataDir: memberDir,

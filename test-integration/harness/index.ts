@@ -10,6 +10,7 @@ export {
   type ConsulServers,
 } from './binaries.js';
 export { freePort, freePorts } from './ports.js';
+export { makeCertificates, type Certificates } from './pki.js';
 export { ServerProcess } from './server-process.js';
 export { EtcdCluster, startEtcd, type EtcdMember, type EtcdOptions } from './etcd.js';
 export { ConsulAgent, startConsul, type ConsulOptions, type ConsulPorts } from './consul.js';

@@ -49,6 +49,7 @@ import {
 import { decodeHolder, encodeHolder, idGuard } from './codec.js';
 import { parseEtcdConnectionString, parseEtcdHosts } from './connection.js';
 import { LeasePool, type SharedLease } from './leases.js';
+import { isConnectionFailure, probeTls, type TlsTarget } from './tls-probe.js';
 import { watchHolder, type WatchContext } from './watch.js';
 
 export interface EtcdStoreOptions {
@@ -105,6 +106,10 @@ export class EtcdStore implements LockStore {
   readonly #closed = new AbortController();
   readonly #watchers = new Set<Watcher>();
   #closing: Promise<void> | undefined;
+  /** The https members and credentials of a client this store built: what a failed connection is probed with. */
+  readonly #tlsTargets: TlsTarget[] = [];
+  /** The last probe (shared by the failures of the next few seconds, so a retrying candidate does not probe each time). */
+  #probe: { at: number; result: Promise<string> } | undefined;
 
   /**
    * @param connection a connection string (`etcd://h1:2379,h2:2379`,
@@ -119,8 +124,10 @@ export class EtcdStore implements LockStore {
       this.client = connection;
       this.#ownsClient = false;
     } else {
-      this.client = new Etcd3(clientOptions(connection, settings));
+      const built = clientOptions(connection, settings);
+      this.client = new Etcd3(built);
       this.#ownsClient = true;
+      this.#tlsTargets = tlsTargets(built);
     }
     this.#leases = new LeasePool(this.client, this.#requestTimeoutMs);
     // Every watch listens for the store closing (and stops listening when it ends).
@@ -162,7 +169,7 @@ export class EtcdStore implements LockStore {
       closed: this.#closed.signal,
       watchers: this.#watchers,
     };
-    return watchHolder(context, key, signal);
+    return explained(watchHolder(context, key, signal), (error) => this.#explain(error));
   }
 
   /**
@@ -384,7 +391,11 @@ export class EtcdStore implements LockStore {
     if (this.#closed.signal.aborted) throw closedError();
     signal?.throwIfAborted();
     this.#inFlight++;
-    const work = operation().finally(() => this.#inFlight--);
+    const work = operation()
+      .catch(async (error: unknown) => {
+        throw await this.#explain(error);
+      })
+      .finally(() => this.#inFlight--);
     if (!signal) return work;
     // The request itself goes on until its deadline; only the caller stops waiting.
     work.catch(() => {});
@@ -393,6 +404,26 @@ export class EtcdStore implements LockStore {
       signal.addEventListener('abort', onAbort, { once: true });
       work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
     });
+  }
+
+  /**
+   * A request that could not connect over TLS says why, when a handshake of
+   * our own finds out (see tls-probe.ts); any other error passes unchanged.
+   */
+  async #explain(error: unknown): Promise<unknown> {
+    if (this.#tlsTargets.length === 0 || !isConnectionFailure(error) || !(error instanceof Error)) return error;
+    if (!this.#probe || Date.now() - this.#probe.at > 5000) {
+      const targets = this.#tlsTargets;
+      const result = Promise.all(targets.map((target) => probeTls(target))).then((reasons) =>
+        reasons.map((reason, i) => (reason ? `${targets[i]!.url}: ${reason}` : '')).filter(Boolean).join('; '),
+      );
+      this.#probe = { at: Date.now(), result };
+    }
+    const why = await this.#probe.result;
+    if (!why) return error;
+    const explained = new Error(`${error.message} -- a TLS handshake of our own says: ${why}`, { cause: error });
+    explained.name = error.name;
+    return explained;
   }
 }
 
@@ -442,6 +473,25 @@ function isEtcd3(value: unknown): value is Etcd3 {
     );
   }
   return true;
+}
+
+/** `source`, with its error (if it ends with one) passed through `explain`. */
+async function* explained<T>(source: AsyncIterable<T>, explain: (error: unknown) => Promise<unknown>): AsyncGenerator<T> {
+  try {
+    yield* source;
+  } catch (error) {
+    throw await explain(error);
+  }
+}
+
+/** The https members of a client's options, with the CA and client certificate it connects with. */
+function tlsTargets(options: IOptions): TlsTarget[] {
+  const hosts = typeof options.hosts === 'string' ? options.hosts.split(',') : options.hosts;
+  const credentials = options.credentials;
+  return hosts
+    .map((host) => host.trim())
+    .filter((host) => /^https:\/\//i.test(host))
+    .map((url) => ({ url, ca: credentials?.rootCertificate, cert: credentials?.certChain, key: credentials?.privateKey }));
 }
 
 function clientOptions(connection: Exclude<EtcdConnectionInput, Etcd3>, settings: Settings): IOptions {
