@@ -16,6 +16,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type Consul from 'consul';
+import { explainTlsError, isTlsError, type TlsHints } from '@vip/core';
 
 /** A KV entry as Consul's HTTP API returns it (`Value` already base64-decoded to UTF-8 by the client). */
 export interface KvEntry {
@@ -95,11 +96,28 @@ export function statusOf(error: unknown): number | undefined {
   return (error as ClientError | undefined)?.response?.statusCode;
 }
 
+/**
+ * Whether a failed request is worth repeating as it was: the agent is
+ * restarting, unreachable, overloaded or slow (5xx, 429, a network error, a
+ * timeout). A refusal (4xx: unknown ACL token, permission denied, a bad
+ * request) or a TLS handshake the agent or we refused is not: no retry mends
+ * it, and it must be reported.
+ */
+export function isTransient(error: unknown): boolean {
+  const status = statusOf(error);
+  if (status !== undefined) return status >= 500 || status === 429;
+  return !isTlsError(error) && !isTlsError((error as { cause?: unknown } | undefined)?.cause);
+}
+
 export class ConsulHttp {
   readonly #calls: ClientCalls;
   readonly #timeoutMs: number;
 
-  constructor(client: Consul, requestTimeoutMs: number) {
+  readonly #tls: TlsHints | undefined;
+
+  /** `clientCertificate`: whether HTTPS requests present a client certificate (undefined: not known, or plain HTTP). */
+  constructor(client: Consul, requestTimeoutMs: number, clientCertificate?: boolean) {
+    this.#tls = { clientCertificate, clientCertificateOptions: 'the "cert" and "key" options', caOption: 'the "ca" option' };
     this.#calls = client as unknown as ClientCalls;
     this.#timeoutMs = requestTimeoutMs;
   }
@@ -123,7 +141,9 @@ export class ConsulHttp {
         ...(options.consistent ? { consistent: true } : {}),
         ...(blocking ? { index: String(options.index), wait: `${options.waitSeconds}s` } : {}),
       }),
-    );
+    ).catch((error: unknown) => {
+      throw withBody(error);
+    });
     const header = response.headers['x-consul-index'];
     const index = Number(Array.isArray(header) ? header[0] : header);
     return { entry: entry ?? undefined, index: Number.isSafeInteger(index) ? index : 0 };
@@ -203,6 +223,12 @@ export class ConsulHttp {
     signal?.addEventListener('abort', cancel, { once: true });
     try {
       return await send({ ctx, timeout });
+    } catch (error) {
+      // Node's text for a refused handshake names no cause a user can act on.
+      if (this.#tls && isTlsError(error)) {
+        throw new Error(`HTTPS to Consul failed: ${explainTlsError(error as NodeJS.ErrnoException, this.#tls)}`, { cause: error });
+      }
+      throw error;
     } finally {
       signal?.removeEventListener('abort', cancel);
     }

@@ -128,14 +128,18 @@ export class ConsulStore implements LockStore {
   constructor(connection: ConsulConnectionInput, options: ConsulStoreOptions = {}) {
     const settings = checkOptions(options);
     this.limits = { minTtl: settings.minTtl, maxTtl: MAX_TTL, maxValueBytes: MAX_VALUE_BYTES };
+    // Whether HTTPS requests present a client certificate, to explain a refused handshake (unknown for a client given to us).
+    let clientCertificate: boolean | undefined;
     if (connection instanceof Consul) {
       this.client = connection;
       this.#ownsClient = false;
     } else {
-      this.client = new Consul(consulClientOptions(connection) as ConstructorParameters<typeof Consul>[0]);
+      const built = consulClientOptions(connection) as ConstructorParameters<typeof Consul>[0] & { cert?: unknown };
+      this.client = new Consul(built);
       this.#ownsClient = true;
+      clientCertificate = built.cert !== undefined;
     }
-    this.#http = new ConsulHttp(this.client, settings.requestTimeout * 1000);
+    this.#http = new ConsulHttp(this.client, settings.requestTimeout * 1000, clientCertificate);
     this.#sessions = new SessionPool(this.#http, (ttl) => ({
       name: settings.sessionName,
       ttl: `${ttl}s`,

@@ -16,14 +16,20 @@
  *   error are `?consistent`, and no holder older than one already yielded is
  *   ever yielded (older term: smaller CreateIndex; older write of the same
  *   term: smaller ModifyIndex).
- * - On errors (agent restarting, unreachable, timeout) the loop backs off
- *   briefly (100 ms doubling to 1 s, so that failover after an agent restart is
- *   not held up) and reads the key again from scratch. A `-dev` agent that
- *   restarted has lost every key: that read finds none and yields null.
+ * - On transient errors (agent restarting, unreachable, timeout, 5xx) the
+ *   loop backs off briefly (100 ms doubling to 1 s, so that failover after an
+ *   agent restart is not held up) and reads the key again from scratch. A
+ *   `-dev` agent that restarted has lost every key: that read finds none and
+ *   yields null.
+ * - Other errors end the watch with that error: a refusal (unknown ACL token,
+ *   permission denied) or a TLS handshake refused, which no retry mends, and
+ *   any error before the first answer, so that the caller hears of it (a
+ *   candidate reports it on `error` and watches again after its own backoff)
+ *   instead of waiting in silence for an agent that does not answer.
  */
 import { sameHolder, type Holder } from '@vip/core';
 import { decodeHolder } from './codec.js';
-import type { ConsulHttp, KvEntry } from './consul-http.js';
+import { isTransient, type ConsulHttp, type KvEntry } from './consul-http.js';
 
 export interface WatchContext {
   readonly http: ConsulHttp;
@@ -59,8 +65,9 @@ export async function* watchHolder(context: WatchContext, key: string, signal: A
     let answer: { entry: KvEntry | undefined; index: number };
     try {
       answer = await context.http.readKey(key, { consistent, index: waitIndex, waitSeconds: context.waitSeconds, signal: stop });
-    } catch {
+    } catch (error) {
       if (stop.aborted) break;
+      if (last === undefined || !isTransient(error)) throw error;
       await sleep(retryDelay(failures++), stop);
       waitIndex = 0;
       consistent = true;

@@ -6,6 +6,7 @@
  * that way, the store makes one TLS handshake of its own with the same CA and
  * client certificate, and adds what the handshake says to the error.
  */
+import { explainTlsError } from '@vip/core';
 import { isIP } from 'node:net';
 import { connect } from 'node:tls';
 
@@ -54,28 +55,14 @@ export function probeTls(target: TlsTarget, timeoutMs = 2000, settleMs = 250): P
     };
     const timer = setTimeout(() => done(''), timeoutMs);
     socket.on('secureConnect', () => setTimeout(() => done(''), settleMs));
-    socket.on('error', (error: NodeJS.ErrnoException) => done(explainTlsError(error)));
+    socket.on('error', (error: NodeJS.ErrnoException) =>
+      done(
+        explainTlsError(error, {
+          clientCertificate: target.cert !== undefined,
+          clientCertificateOptions: 'credentials.certChain and credentials.privateKey',
+          caOption: 'credentials.rootCertificate',
+        }),
+      ),
+    );
   });
-}
-
-/** A TLS or socket error as a sentence that says what to change. */
-export function explainTlsError(error: NodeJS.ErrnoException): string {
-  const code = error.code ?? '';
-  const said = `${error.message}${code && !error.message.includes(code) ? ` (${code})` : ''}`;
-  if (/CERTIFICATE_REQUIRED/.test(code) || /certificate required/i.test(error.message)) {
-    return `the server requires a client certificate (pass credentials.certChain and credentials.privateKey): ${said}`;
-  }
-  if (/UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|DECRYPT_ERROR/.test(code)) {
-    return `the server refused our client certificate (is it signed by a CA the server trusts?): ${said}`;
-  }
-  if (/SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|CERT_UNTRUSTED/.test(code)) {
-    return `the server's certificate is not signed by a CA we trust (pass your CA as credentials.rootCertificate): ${said}`;
-  }
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `the server's certificate does not name this host: ${said}`;
-  if (/EXPIRED|NOT_YET_VALID/.test(code)) return `a certificate is outside its validity period: ${said}`;
-  if (code === 'ECONNREFUSED') return `nothing listens there: ${said}`;
-  if (/EPROTO|WRONG_VERSION_NUMBER/.test(code) || /wrong version number/i.test(error.message)) {
-    return `the server does not speak TLS on that port (an http:// endpoint?): ${said}`;
-  }
-  return said;
 }
