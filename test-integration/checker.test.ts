@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assertNoSplitBrain, checkWrites, lateDeselects, leaderlessGaps, splitBrains, terms, type LogLine, type WriteRecord } from './checker.js';
+import { announcedOverlaps, assertNoSplitBrain, checkWrites, lateDeselects, leaderlessGaps, splitBrains, terms, type LogLine, type WriteRecord } from './checker.js';
 
 const line = (at: number, id: string, event: string, extra: Partial<LogLine> = {}): LogLine => ({ at, id, event, ...extra });
 
@@ -84,5 +84,19 @@ describe('split-brain checker', () => {
       { from: 400, to: 500 },
     ]);
     expect(leaderlessGaps(all, 120, 300)).toEqual([{ from: 200, to: 250 }]);
+  });
+
+  it('judges what a stopped process announced by how soon it deselects once it runs again', () => {
+    const log = [
+      line(0, 'a', 'select', { token: '1', deadline: 800 }),
+      line(2000, 'b', 'select', { token: '2', deadline: 2800 }),
+      line(3010, 'a', 'deselect', { reason: 'expired' }), // SIGCONT at 3000: 10 ms to announce it
+    ];
+    const all = terms(log);
+    expect(announcedOverlaps(all, { a: [{ from: 400, to: 3000 }] }, 600)).toEqual([]);
+    // Not stopped at all: it announced its leadership for a second past b's select.
+    expect(announcedOverlaps(all, {}, 600)).toEqual([expect.stringMatching(/^a \(token 1\) announced no deselect for 1010 ms of running time after b/)]);
+    // Resumed at 2200 but announced the end only at 3010.
+    expect(announcedOverlaps(all, { a: [{ from: 400, to: 2200 }] }, 600)).toEqual([expect.stringMatching(/810 ms of running time/)]);
   });
 });

@@ -105,6 +105,37 @@ export function assertNoSplitBrain(all: Term[]): void {
   if (found.length > 0) throw new Error(`${found[0]}\n  ${show(all)}`);
 }
 
+/**
+ * The other reading of "two leaders at once": what each process *announced*.
+ * A term lasts, as announced, from its select to its deselect (or death),
+ * except while the test had the process stopped (SIGSTOP): a stopped process
+ * does nothing, and is judged by how soon it deselects once it runs again.
+ * Any stretch longer than `allowanceMs` in which a running process had not yet
+ * announced the end of its term while another process's term had begun is
+ * reported. The allowance is the documented safety margin: the time between a
+ * leader's local deadline and the earliest moment the store can free its key.
+ */
+export function announcedOverlaps(all: Term[], stopped: Record<string, { from: number; to: number }[]>, allowanceMs: number): string[] {
+  const found: string[] = [];
+  for (const before of all) {
+    const end = before.endedAt;
+    for (const after of all) {
+      if (after === before || after.from < before.from || after.from >= end) continue;
+      // [after.from, min(end, after.to)] minus the stretches `before`'s process was stopped.
+      const from = after.from;
+      const to = Math.min(end, after.to);
+      let running = to - from;
+      for (const stop of stopped[before.id] ?? []) running -= Math.max(0, Math.min(to, stop.to) - Math.max(from, stop.from));
+      if (running > allowanceMs) {
+        found.push(
+          `${before.id} (token ${before.token}) announced no deselect for ${running} ms of running time after ${after.id} (token ${after.token}) was selected at ${after.from}; allowed: ${allowanceMs} ms`,
+        );
+      }
+    }
+  }
+  return found;
+}
+
 /** Terms whose deselect came later than their deadline: the process was stopped or starved (not a split brain). */
 export function lateDeselects(all: Term[]): { term: Term; lateByMs: number }[] {
   return all

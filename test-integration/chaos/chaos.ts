@@ -23,7 +23,7 @@
  *   server that was just restarted elects a raft leader, Consul syncs its node)
  *   and for a loaded machine.
  */
-import { checkWrites, lateDeselects, leaderlessGaps, splitBrains, terms, type LogLine, type Term } from '../checker.js';
+import { announcedOverlaps, checkWrites, lateDeselects, leaderlessGaps, splitBrains, terms, type LogLine, type Term } from '../checker.js';
 import {
   CandidateProcess,
   startConsul,
@@ -133,6 +133,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const cleanup: (() => Promise<void>)[] = [];
   const log: LogLine[] = [];
   const deaths: Record<string, number[]> = {};
+  /** When each process was stopped (SIGSTOP to SIGCONT), for the checker. */
+  const stopped: Record<string, { from: number; to: number }[]> = {};
   const violations: string[] = [];
   const faultLog: FaultRecord[] = [];
   const kinds = options.faults ?? FAULTS[backend];
@@ -242,10 +244,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           between(1.2, 2) * (backend === 'consul' ? 2 : 1) * ttl * 1000,
           () => {
             slot.paused = true;
+            (stopped[slot.id] ??= []).push({ from: Date.now(), to: Number.POSITIVE_INFINITY });
             slot.process.pause();
           },
           () => {
             slot.process.resume();
+            stopped[slot.id]!.at(-1)!.to = Date.now();
             slot.paused = false;
           },
         );
@@ -346,6 +350,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       violations.push(`the logs do not make sense: ${(error as Error).message}`);
     }
     violations.push(...splitBrains(all));
+    // The candidates' default safety margin, ttl / 5 (packages/core/src/options.ts).
+    violations.push(...announcedOverlaps(all, stopped, (ttl * 1000) / 5));
     const writes = checkWrites(all, resource.writes);
     violations.push(...writes.violations);
     const during = leaderlessGaps(all, all.length ? Math.min(...all.map((term) => term.from)) : started, quietAt);

@@ -2,7 +2,7 @@
  * The short chaos run of `npm test`, shared by the etcd and Consul test files
  * (one file each, so that vitest runs them side by side).
  *
- * VIP_CHAOS_SECONDS sets how long faults go on (default 60); VIP_CHAOS_SEED
+ * VIP_CHAOS_SECONDS sets how long faults go on (default 90); VIP_CHAOS_SEED
  * replays a seed printed by an earlier run.
  */
 import { writeFileSync } from 'node:fs';
@@ -12,7 +12,7 @@ import { expect, it } from 'vitest';
 import { FAULTS, runChaos, summary, type Backend } from './chaos.js';
 
 export function chaosTest(backend: Backend): void {
-  const seconds = Number(process.env.VIP_CHAOS_SECONDS ?? 60);
+  const seconds = Number(process.env.VIP_CHAOS_SECONDS ?? 90);
   const seed = process.env.VIP_CHAOS_SEED ? Number(process.env.VIP_CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31);
   it('5 candidates under seeded random faults: never two leaders, tokens increase, no stale write accepted, a leader again after the faults', async () => {
     console.log(`chaos ${backend}: seed ${seed} (replay: VIP_CHAOS_SEED=${seed} npm test -- test-integration/chaos/${backend}.test.ts)`);
