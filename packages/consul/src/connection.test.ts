@@ -63,3 +63,18 @@ describe('Consul client options', () => {
     expect(() => consulClientOptions(null as unknown as string)).toThrow(/connection string like "consul:\/\/127\.0\.0\.1:8500"/);
   });
 });
+
+describe('connection strings with credentials', () => {
+  // Found by connection.property.test.ts: the refusal quoted the whole string, password included.
+  it('are refused without repeating the password', () => {
+    let message = '';
+    try {
+      parseConsulConnectionString('consul://vip:s3cret@127.0.0.1:8500');
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toBe(
+      'ConsulStore: connection string "consul://vip:***@127.0.0.1:8500" has credentials (pass an ACL token as { token } in an options object); expected consul://host:port or consuls://host:port',
+    );
+  });
+});

@@ -45,7 +45,7 @@ const WHERE = 'ConsulStore';
 /** Parse a connection string; throws a TypeError that quotes it and says what was expected. */
 export function parseConsulConnectionString(input: string): ConsulAddress {
   const refuse = (why: string): never => {
-    throw new TypeError(`${WHERE}: connection string ${JSON.stringify(input)} ${why}; expected ${EXPECTED}`);
+    throw new TypeError(`${WHERE}: connection string ${JSON.stringify(redact(input))} ${why}; expected ${EXPECTED}`);
   };
   if (typeof input !== 'string') refuse('is not a string');
   const text = input.trim();
@@ -123,6 +123,19 @@ export function consulClientOptions(connection: string | ConsulConnectionOptions
     ...(cert !== undefined ? { cert } : {}),
     ...(key !== undefined ? { key } : {}),
   };
+}
+
+/**
+ * Error messages quote the connection string, never a password in it:
+ * whatever lies between the first ":" after "://" and the last "@" is shown as `***`.
+ */
+function redact(input: unknown): unknown {
+  if (typeof input !== 'string') return input;
+  const scheme = input.indexOf('://');
+  const at = input.lastIndexOf('@');
+  if (scheme === -1 || at < scheme) return input;
+  const colon = input.indexOf(':', scheme + 3);
+  return colon === -1 || colon > at ? input : `${input.slice(0, colon + 1)}***${input.slice(at)}`;
 }
 
 function describe(value: unknown): string {

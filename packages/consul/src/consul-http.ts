@@ -16,7 +16,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type Consul from 'consul';
-import { explainTlsError, isTlsError, type TlsHints } from '@vip/core';
+import { explainTlsError, isTlsError, VipOptionError, type TlsHints } from '@vip/core';
 
 /** A KV entry as Consul's HTTP API returns it (`Value` already base64-decoded to UTF-8 by the client). */
 export interface KvEntry {
@@ -142,6 +142,16 @@ export class ConsulHttp {
         ...(blocking ? { index: String(options.index), wait: `${options.waitSeconds}s` } : {}),
       }),
     ).catch((error: unknown) => {
+      // The agent refuses the URL itself: a key with a character Go does not
+      // consider printable (keys.ts). Refused like a bad argument, never retried.
+      if (statusOf(error) === 400) {
+        throw new VipOptionError(
+          'ConsulStore',
+          'key',
+          `a key this Consul agent serves: GET /v1/kv/<key> answered 400 Bad Request (${describeBody(error)}); agents refuse characters their Go build does not consider printable`,
+          key,
+        );
+      }
       throw withBody(error);
     });
     const header = response.headers['x-consul-index'];

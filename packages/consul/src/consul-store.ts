@@ -42,7 +42,7 @@ import Consul from 'consul';
 import { MAX_VALUE_BYTES, encodeHolder } from './codec.js';
 import { consulClientOptions, type ConsulConnectionOptions } from './connection.js';
 import { ConsulHttp, type KvEntry, type TxnError, type TxnOp } from './consul-http.js';
-import { consulKey } from './keys.js';
+import { consulKey, consulKeyRule } from './keys.js';
 import { SessionPool, type Session } from './sessions.js';
 import { holderOf, watchHolder } from './watch.js';
 
@@ -116,6 +116,8 @@ export class ConsulStore implements LockStore {
   readonly #sessions: SessionPool;
   /** The terms this store wrote, by Consul key. */
   readonly #holds = new Map<string, Hold>();
+  /** Non-ASCII keys the agent has answered a GET for: it serves them (see #acquire). */
+  readonly #served = new Set<string>();
   readonly #closed = new AbortController();
   readonly #watchWait: number;
   #closing: Promise<void> | undefined;
@@ -149,6 +151,11 @@ export class ConsulStore implements LockStore {
     this.#watchWait = settings.watchWait;
     // Every watch listens for the store closing.
     setMaxListeners(0, this.#closed.signal);
+  }
+
+  /** What a key must be when Consul cannot name `key` exactly (keys.ts); `new Candidate()` asks it about `path`. */
+  validateKey(key: string): string | undefined {
+    return consulKeyRule(key);
   }
 
   async compareAndSwap(key: string, expected: Holder | null, next: Claim | null, ttl: number, signal?: AbortSignal): Promise<SwapResult> {
@@ -218,6 +225,14 @@ export class ConsulStore implements LockStore {
   /** A new term on a key that must not exist: it gets a new CreateIndex, the token. */
   async #acquire(name: string, claim: Claim, ttl: number, signal?: AbortSignal): Promise<SwapResult> {
     const value = encodeHolder(claim).toString('base64');
+    // /v1/txn writes keys that GET /v1/kv/ then refuses (400). keys.ts refuses
+    // them, judging with JavaScript's Unicode tables; a non-ASCII character
+    // that only this agent's (older) Go tables find unprintable is refused by
+    // this first read of such a key instead, before anything is written.
+    if (!this.#served.has(name) && /[^\x20-\x7e]/.test(name)) {
+      await this.#read(name, signal);
+      this.#served.add(name);
+    }
     // Renewed or created by a request sent after this call began (promise 3),
     // before the write, so a key is never locked by a session about to expire.
     let session = await abandonable(this.#sessions.confirmed(ttl), signal);

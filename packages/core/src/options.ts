@@ -104,6 +104,8 @@ export function resolveOptions(store: LockStore, options: CandidateOptions): Res
   }
   const { path, id, value } = options;
   if (typeof path !== 'string' || path.length === 0) fail('path', 'a non-empty string such as "/my-job"', path);
+  const keyRule = typeof store.validateKey === 'function' ? store.validateKey(path) : undefined;
+  if (keyRule !== undefined) fail('path', `${keyRule} for this store`, path);
   if (id !== undefined && (typeof id !== 'string' || id.length === 0)) fail('id', 'a non-empty string', id);
   if (value !== undefined && typeof value !== 'string') {
     fail('value', 'a string (convert other values yourself, e.g. String(x) or JSON.stringify(x))', value);

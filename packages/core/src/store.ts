@@ -78,6 +78,16 @@ export interface LockStore {
   readonly limits?: StoreLimits;
 
   /**
+   * Optional: when this store cannot use `key` as it is (a lone surrogate has
+   * no UTF-8 form; Consul's HTTP API folds `a//b` into `a/b`), what a key must
+   * be, e.g. `'well-formed Unicode (no lone surrogate)'`; else `undefined`.
+   * `new Candidate()` asks it about `path`, so a path that every call would
+   * refuse fails where it was given. The store's calls refuse the same keys
+   * with a `VipOptionError` naming `"key"`.
+   */
+  validateKey?(key: string): string | undefined;
+
+  /**
    * Atomically replace the key's holder if it is still `expected`.
    *
    * - `expected === null`: succeed only if the key is free (no holder).

@@ -56,6 +56,21 @@ describe('parseEtcdConnectionString', () => {
   it('never repeats a password in an error', () => {
     expect(() => parseEtcdConnectionString('etcds://vip:secret@h1:99999')).toThrow('"etcds://vip:***@h1:99999"');
   });
+
+  // Found by connection.property.test.ts: only an etcd(s):// prefix was redacted, and a member was quoted whole.
+  it('never repeats a password given in a member URL, or in a list of members', () => {
+    for (const attempt of [
+      () => parseEtcdConnectionString('http://vip:secret@h1:2379'),
+      () => parseEtcdConnectionString('http://h0:1,https://vip:secret@h1'),
+      () => parseEtcdConnectionString('etcds://us/er:secret@bad host'),
+      () => parseEtcdHosts(['http://vip:secret@h1:2379']),
+      () => parseEtcdHosts(['etcd://vip:secret@h1:2379']),
+    ]) {
+      expect(attempt).toThrow(TypeError);
+      expect(attempt).not.toThrow(/secret/);
+    }
+    expect(() => parseEtcdConnectionString('http://vip:secret@h1:2379')).toThrow('"http://vip:***@h1:2379" has credentials in a member');
+  });
 });
 
 describe('parseEtcdHosts', () => {

@@ -57,7 +57,7 @@ export function parseEtcdConnectionString(input: string): EtcdConnection {
  * array to `new EtcdStore([...])`. All members must use the same protocol.
  */
 export function parseEtcdHosts(list: readonly string[]): string[] {
-  const shown = JSON.stringify(list);
+  const shown = JSON.stringify(list.map(redact));
   const refuse = (why: string): never => {
     throw new TypeError(`EtcdStore: hosts ${shown} ${why}; expected an array of "host:port" or "http(s)://host:port" strings`);
   };
@@ -73,7 +73,7 @@ function parseHostList(entries: readonly unknown[], refuse: (why: string) => nev
     if (!url) return hostUrl(text, false, refuse);
     const name = url[1]!.toLowerCase();
     if (name !== 'http' && name !== 'https') {
-      return refuse(`has the scheme "${url[1]}://" in ${JSON.stringify(text)}, which is not etcd's (etcd://, etcds://, http://, https://)`);
+      return refuse(`has the scheme "${url[1]}://" in ${JSON.stringify(redact(text))}, which is not etcd's (etcd://, etcds://, http://, https://)`);
     }
     return hostUrl(url[2]!.replace(/\/+$/, ''), name === 'https', refuse);
   });
@@ -84,6 +84,8 @@ function parseHostList(entries: readonly unknown[], refuse: (why: string) => nev
 
 function hostUrl(entry: string, secure: boolean, refuse: (why: string) => never): string {
   if (entry === '') return refuse('has an empty host (two commas in a row, or a trailing comma?)');
+  // Not quoted: it may hold a password.
+  if (entry.includes('@')) return refuse('has credentials in a member (give them once, first: etcd://user:password@host,host)');
   const match = HOST_PORT.exec(entry);
   if (!match) return refuse(`has a malformed host ${JSON.stringify(entry)}`);
   const port = match[2] === undefined ? DEFAULT_PORT : Number(match[2]);
@@ -91,9 +93,19 @@ function hostUrl(entry: string, secure: boolean, refuse: (why: string) => never)
   return `${secure ? 'https' : 'http'}://${match[1]}:${port}`;
 }
 
-/** Error messages quote the connection string, never its password. */
+/**
+ * Error messages quote the connection string, never a password in it:
+ * whatever lies between the first ":" after "://" and the last "@" (the
+ * parser's own reading of `user:password@`, and of a URL's in a member list)
+ * is shown as `***`.
+ */
 function redact(input: unknown): unknown {
-  return typeof input === 'string' ? input.replace(/^(\s*etcds?:\/\/[^:@/]*:).*@/is, '$1***@') : input;
+  if (typeof input !== 'string') return input;
+  const scheme = input.indexOf('://');
+  const at = input.lastIndexOf('@');
+  if (scheme === -1 || at < scheme) return input;
+  const colon = input.indexOf(':', scheme + 3);
+  return colon === -1 || colon > at ? input : `${input.slice(0, colon + 1)}***${input.slice(at)}`;
 }
 
 function parseCredentials(userinfo: string, refuse: (why: string) => never): { username: string; password: string } {

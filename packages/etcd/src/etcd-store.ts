@@ -33,7 +33,7 @@
  *   its TTL. Again only failover is slower; safety does not depend on it.
  */
 import { setMaxListeners } from 'node:events';
-import type { Claim, Holder, LockStore, StoreLimits, SwapResult } from '@vip/core';
+import { VipOptionError, type Claim, type Holder, type LockStore, type StoreLimits, type SwapResult } from '@vip/core';
 import { circuitBreaker, ConsecutiveBreaker, handleWhen, retry, type IBackoff } from 'cockatiel';
 import {
   Etcd3,
@@ -132,6 +132,11 @@ export class EtcdStore implements LockStore {
     this.#leases = new LeasePool(this.client, this.#requestTimeoutMs);
     // Every watch listens for the store closing (and stops listening when it ends).
     setMaxListeners(0, this.#closed.signal);
+  }
+
+  /** What a key must be when etcd cannot store `key` under exactly its name; `new Candidate()` asks it about `path`. */
+  validateKey(key: string): string | undefined {
+    return LONE_SURROGATE.test(key) ? WELL_FORMED_KEY : undefined;
   }
 
   async compareAndSwap(key: string, expected: Holder | null, next: Claim | null, ttl: number, signal?: AbortSignal): Promise<SwapResult> {
@@ -551,8 +556,16 @@ function leaseSeconds(ttl: number): number {
   return Math.max(1, Math.ceil(ttl));
 }
 
+/**
+ * A lone surrogate has no UTF-8 form: the key would be sent with U+FFFD in its
+ * place, the name of another key ("/a\uD800" and "/a\uDC00" would be one election).
+ */
+const LONE_SURROGATE = /\p{Surrogate}/u;
+const WELL_FORMED_KEY = 'well-formed Unicode (a lone surrogate would be stored as U+FFFD, the name of another key)';
+
 function checkKey(where: string, key: unknown): void {
   if (typeof key !== 'string' || key.length === 0) throw invalid(where, 'key', 'a non-empty string', key);
+  if (LONE_SURROGATE.test(key)) throw new VipOptionError(where, 'key', WELL_FORMED_KEY, key);
 }
 
 function checkTtl(where: string, ttl: unknown): void {
