@@ -1,5 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { announcedOverlaps, assertNoSplitBrain, checkWrites, lateDeselects, leaderlessGaps, splitBrains, terms, type LogLine, type WriteRecord } from './checker.js';
+import {
+  announcedOverlaps,
+  assertNoSplitBrain,
+  checkWrites,
+  lateDeselects,
+  leaderlessGaps,
+  replacedWhileStopped,
+  settledThroughout,
+  splitBrains,
+  terms,
+  type LogLine,
+  type WriteRecord,
+} from './checker.js';
 
 const line = (at: number, id: string, event: string, extra: Partial<LogLine> = {}): LogLine => ({ at, id, event, ...extra });
 
@@ -64,10 +76,75 @@ describe('split-brain checker', () => {
 
     const stale = checkWrites(all, [write('b', 2n, 1010, 1011, true), write('a', 1n, 850, 1020, true)]);
     expect(stale.violations).toEqual([expect.stringMatching(/accepted a stale write: token 1 from a after token 2/)]);
-    const outside = checkWrites(all, [write('a', 1n, 950, 951, false), write('c', 3n, 10, 11, true)]);
+    const outside = checkWrites(all, [write('b', 2n, 1010, 1011, true), write('a', 1n, 950, 1012, false), write('c', 3n, 10, 1013, true)]);
     expect(outside.violations).toEqual([
       expect.stringMatching(/^a wrote with token 1, checked at 950, outside its term/),
       expect.stringMatching(/^c wrote with token 3, checked at 10, outside its term .*terms: none.*accepted it/),
+    ]);
+  });
+
+  it('holds the fenced resource to its rule both ways: a stale write accepted, or a current one refused', () => {
+    const all = terms([
+      line(0, 'a', 'select', { token: '1', deadline: 1000 }),
+      line(900, 'a', 'deselect', { reason: 'stopped' }),
+      line(1000, 'b', 'select', { token: '2', deadline: 3000 }),
+    ]);
+    const write = (id: string, token: bigint, checkedAt: number, accepted: boolean): WriteRecord => ({ id, token, checkedAt, receivedAt: checkedAt + 1, accepted });
+    // The first write of all, refused: nothing was accepted before it, so nothing made it stale.
+    expect(checkWrites(all, [write('a', 1n, 100, false)]).violations).toEqual([
+      expect.stringMatching(/^the resource refused a write it should have accepted: token 1 from a, .*highest: none yet/),
+    ]);
+    // b's token is the highest seen: refusing it turns the real leader away.
+    const refusedLeader = checkWrites(all, [write('a', 1n, 100, true), write('b', 2n, 1010, true), write('b', 2n, 1200, false)]);
+    expect(refusedLeader).toMatchObject({ accepted: 2, refused: 1 });
+    expect(refusedLeader.violations).toEqual([expect.stringMatching(/^the resource refused a write it should have accepted: token 2 from b, .*highest: 2\)/)]);
+    // A token equal to the highest is accepted (a leader writes many times in its term); only a lower one is refused.
+    expect(checkWrites(all, [write('a', 1n, 100, true), write('a', 1n, 200, true), write('b', 2n, 1010, true), write('a', 1n, 850, false)]).violations).toEqual([]);
+    // Refusals of a lower token stay correct after a refused one: highest only moves on an accepted write.
+    expect(checkWrites(all, [write('b', 2n, 1010, true), write('a', 1n, 850, false), write('a', 1n, 860, true)]).violations).toEqual([
+      expect.stringMatching(/^the resource accepted a stale write: token 1 from a after token 2/),
+    ]);
+  });
+
+  it('finds a paused leader that was replaced while stopped and announced its deselect after SIGCONT', () => {
+    const log = [
+      line(0, 'a', 'select', { token: '1', deadline: 800 }),
+      line(300, 'a', 'refresh', { deadline: 1100 }),
+      // SIGSTOP at 400, b selected at 2000, SIGCONT at 3000, a's deselect at 3005.
+      line(2000, 'b', 'select', { token: '2', deadline: 2800 }),
+      line(3005, 'a', 'deselect', { reason: 'expired' }),
+    ];
+    const all = terms(log);
+    expect(replacedWhileStopped(all, { a: [{ from: 400, to: 3000 }] })).toEqual([{ term: all[0], stop: { from: 400, to: 3000 }, replacedBy: all[1], lateByMs: 1905 }]);
+    // Stopped, but nobody took over while it slept (b came after SIGCONT): not the case.
+    expect(replacedWhileStopped(all, { a: [{ from: 400, to: 1900 }] })).toEqual([]);
+    // Stopped after its deadline had passed: it no longer led when the stop hit it.
+    expect(replacedWhileStopped(all, { a: [{ from: 1200, to: 3000 }] })).toEqual([]);
+    // b stopped, not a leader then (before its select): not the case either.
+    expect(replacedWhileStopped(all, { b: [{ from: 1500, to: 1900 }] })).toEqual([]);
+    // Killed while stopped: no deselect announced after SIGCONT.
+    const killed = terms(log.slice(0, 3), { a: [2500] });
+    expect(replacedWhileStopped(killed, { a: [{ from: 400, to: 2500 }] })).toEqual([]);
+  });
+
+  it('checks that the election stays settled: one leader throughout, no deselect, nobody else selected', () => {
+    const log = [
+      line(0, 'a', 'select', { token: '1' }),
+      line(1000, 'a', 'deselect', { reason: 'expired' }),
+      line(1200, 'b', 'select', { token: '2' }),
+      line(9000, 'b', 'deselect', { reason: 'stopped' }),
+    ];
+    expect(settledThroughout(terms(log), 1500, 8000)).toEqual([]);
+    // b announced a deselect in the stretch and took the lead again.
+    const flapped = terms([...log.slice(0, 3), line(5000, 'b', 'deselect', { reason: 'lost' }), line(5100, 'c', 'select', { token: '3' }), line(9000, 'c', 'deselect', { reason: 'stopped' })]);
+    expect(settledThroughout(flapped, 1500, 8000)).toEqual([
+      expect.stringMatching(/^b \(token 2\) announced its end \(lost\) at 5000, within the settled stretch \[1500, 8000\]/),
+      expect.stringMatching(/^c \(token 3\) was selected at 5100, within the settled stretch/),
+    ]);
+    // Nobody led when the stretch began.
+    expect(settledThroughout(terms(log), 1100, 8000)).toEqual([
+      expect.stringMatching(/^0 terms were open at 1100/),
+      expect.stringMatching(/^b \(token 2\) was selected at 1200/),
     ]);
   });
 

@@ -3,9 +3,13 @@
  * fenced resource's record of writes) and fails on
  * - two processes considering themselves leader at the same time,
  * - a fencing token that does not increase from one term to the next,
- * - a write the fenced resource accepted that it must not have (a token lower
- *   than one it had already accepted), or any write by a process that was not
- *   leading by its own log when it checked `isSelected()` before the work.
+ * - a write the fenced resource decided wrongly: accepted with a token lower
+ *   than one it had already accepted (a stale write got through the fence), or
+ *   refused with a token at least as high as any it had accepted (a fence that
+ *   turns away the real leader), or any write by a process that was not
+ *   leading by its own log when it checked `isSelected()` before the work,
+ * - an election that does not stay settled once the faults have stopped
+ *   (`settledThroughout`).
  * Times are the shared machine clock (`Date.now()` in each process).
  *
  * When does a process consider itself leader? From its `select` until the
@@ -115,7 +119,7 @@ export function assertNoSplitBrain(all: Term[]): void {
  * reported. The allowance is the documented safety margin: the time between a
  * leader's local deadline and the earliest moment the store can free its key.
  */
-export function announcedOverlaps(all: Term[], stopped: Record<string, { from: number; to: number }[]>, allowanceMs: number): string[] {
+export function announcedOverlaps(all: Term[], stopped: Record<string, Stop[]>, allowanceMs: number): string[] {
   const found: string[] = [];
   for (const before of all) {
     const end = before.endedAt;
@@ -141,6 +145,64 @@ export function lateDeselects(all: Term[]): { term: Term; lateByMs: number }[] {
   return all
     .filter((term) => term.deadline !== undefined && term.endedAt !== Number.POSITIVE_INFINITY && term.reason !== 'killed' && term.endedAt > term.deadline)
     .map((term) => ({ term, lateByMs: term.endedAt - term.deadline! }));
+}
+
+/** A stretch when the test had a process stopped (SIGSTOP to SIGCONT). */
+export interface Stop {
+  from: number;
+  to: number;
+}
+
+/** A leader stopped while it led, replaced while it was stopped, which announced its deselect once it ran again. */
+export interface ReplacedWhileStopped {
+  term: Term;
+  stop: Stop;
+  /** The first term that began while `term`'s process was stopped. */
+  replacedBy: Term;
+  /** How long after its deadline the stopped leader announced its deselect. */
+  lateByMs: number;
+}
+
+/**
+ * The classic paused-leader case, as it happened: a process stopped (SIGSTOP)
+ * while it led, another selected while it was stopped, and the stopped one's
+ * deselect announced once it ran again (SIGCONT), after its deadline: one of
+ * `lateDeselects`. A chaos run that pauses processes must show at least one,
+ * or it never tested what a woken leader does.
+ */
+export function replacedWhileStopped(all: Term[], stopped: Record<string, Stop[]>): ReplacedWhileStopped[] {
+  const found: ReplacedWhileStopped[] = [];
+  for (const { term, lateByMs } of lateDeselects(all)) {
+    for (const stop of stopped[term.id] ?? []) {
+      // Stopped while it led (by its deadline), and announced the end only after SIGCONT.
+      if (stop.from < term.from || stop.from >= term.to || term.endedAt < stop.to) continue;
+      const replacedBy = [...all].sort((a, b) => a.from - b.from).find((other) => other !== term && other.from >= stop.from && other.from <= stop.to);
+      if (replacedBy) {
+        found.push({ term, stop, replacedBy, lateByMs });
+        break;
+      }
+    }
+  }
+  return found;
+}
+
+/**
+ * Once the faults have stopped and a leader holds again, the election must stay
+ * put: within [from, to] exactly one term leads throughout (selected by `from`,
+ * its deselect announced only after `to`) and nobody else is selected. Messages
+ * for every way it did not (empty: it stayed settled).
+ */
+export function settledThroughout(all: Term[], from: number, to: number): string[] {
+  const found: string[] = [];
+  const holding = all.filter((term) => term.from <= from && term.endedAt > from);
+  if (holding.length !== 1) found.push(`${holding.length} terms were open at ${from}, when the election was taken as settled (expected exactly one)`);
+  for (const term of holding) {
+    if (term.endedAt <= to) found.push(`${term.id} (token ${term.token}) announced its end (${term.reason}) at ${term.endedAt}, within the settled stretch [${from}, ${to}]`);
+  }
+  for (const term of all) {
+    if (term.from > from && term.from <= to) found.push(`${term.id} (token ${term.token}) was selected at ${term.from}, within the settled stretch [${from}, ${to}]`);
+  }
+  return found;
 }
 
 /**
@@ -172,7 +234,10 @@ export interface WriteCheck {
 /**
  * Checks the fenced resource's record, in the order it received the writes:
  * - an accepted write never carries a token lower than one accepted before it
- *   (the fence held);
+ *   (the fence held), and a refused write always does (the fence refuses only
+ *   what is stale: a resource that also turned away the current leader would
+ *   be "safe" and useless). The resource's own rule is this one; the checker
+ *   holds its record to it independently of how it decided;
  * - every write, accepted or refused, was decided on within a term of its
  *   writer with that token: `isSelected()` said yes inside the term (nobody
  *   worked without leading, or with another's token). The write itself may go
@@ -195,12 +260,18 @@ export function checkWrites(all: Term[], writes: readonly WriteRecord[]): WriteC
       const known = terms.map((term) => `[${term.from}, ${term.to}]`).join(', ') || 'none';
       result.violations.push(`${write.id} wrote with token ${write.token}, checked at ${write.checkedAt}, outside its term with that token (terms: ${known})${write.accepted ? ', and the resource accepted it' : ''}`);
     }
+    const stale = write.token < highest;
     if (!write.accepted) {
       result.refused++;
+      if (!stale) {
+        result.violations.push(
+          `the resource refused a write it should have accepted: token ${write.token} from ${write.id}, not lower than any accepted before it (highest: ${highest < 0n ? 'none yet' : highest})`,
+        );
+      }
       continue;
     }
     result.accepted++;
-    if (write.token < highest) result.violations.push(`the resource accepted a stale write: token ${write.token} from ${write.id} after token ${highest}`);
+    if (stale) result.violations.push(`the resource accepted a stale write: token ${write.token} from ${write.id} after token ${highest}`);
     if (write.token > highest) highest = write.token;
     if (starts.some((term) => term.token > write.token && term.from <= write.receivedAt)) result.late++;
   }
