@@ -460,7 +460,10 @@ describe('Candidate: bad input is refused where it is given', () => {
     ['no options', undefined, /options must be an object/],
     ['empty path', { path: '' }, /"path" must be a non-empty string.*got string ""/],
     ['non-string path', { path: 42 }, /"path" must be a non-empty string.*got number 42/],
-    ['ttl 0', { path: '/p', ttl: 0 }, /"ttl" must be a finite number of seconds greater than 0 \(got number 0\)/],
+    ['ttl 0', { path: '/p', ttl: 0 }, /"ttl" must be a finite number of seconds greater than 0 and at most 2147483 .*\(got number 0\)/],
+    ['ttl longer than a timer can wait', { path: '/p', ttl: 3e6 }, /"ttl" must be .*at most 2147483 \(the longest a timer can wait\) \(got number 3000000\)/],
+    ['requestTimeout longer than a timer can wait', { path: '/p', requestTimeout: 2_147_484 }, /"requestTimeout".*at most 2147483/],
+    ['backoff.max longer than a timer can wait', { path: '/p', backoff: { max: 1e7 } }, /"backoff.max".*at most 2147483/],
     ['negative ttl', { path: '/p', ttl: -1 }, /"ttl".*got number -1/],
     ['NaN ttl', { path: '/p', ttl: Number.NaN }, /"ttl".*got NaN/],
     ['Infinity ttl', { path: '/p', ttl: Number.POSITIVE_INFINITY }, /"ttl".*got number Infinity/],
@@ -502,6 +505,20 @@ describe('Candidate: bad input is refused where it is given', () => {
 
   it('refuses a bad resign holdOff', async () => {
     const candidate = new Candidate(store, { path: '/p' });
-    await expect(candidate.resign({ holdOff: -1 })).rejects.toThrow(/"holdOff" must be a number of seconds >= 0/);
+    await expect(candidate.resign({ holdOff: -1 })).rejects.toThrow(/"holdOff" must be a number of seconds from 0 to 2147483 \(got number -1\)/);
+    await expect(candidate.resign({ holdOff: 3e6 })).rejects.toThrow(/"holdOff"/);
+    await expect(candidate.resign(null as never)).rejects.toThrow(/resign: options must be an object/);
+    await expect(candidate.resign({ reason: 'bored' as never })).rejects.toThrow(/"reason" must be "resigned" or "error" \(got string "bored"\)/);
+  });
+
+  it('refuses a store that lacks a LockStore method, naming it, at construction and in locker()', () => {
+    const partial = { compareAndSwap: async () => ({ ok: false, holder: null }) } as unknown as LockStore;
+    expect(() => new Candidate(partial, { path: '/p' })).toThrow(/store must be a LockStore .*it has no refresh\(\), watch\(\), close\(\)/);
+    expect(() => locker(undefined as never)).toThrow(/locker: store must be a LockStore/);
+  });
+
+  it('refuses a whenSelected() signal that is not an AbortSignal', () => {
+    const candidate = new Candidate(store, { path: '/p' });
+    expect(() => candidate.whenSelected('soon' as never)).toThrow(/whenSelected: signal must be an AbortSignal .*got string "soon"/);
   });
 });

@@ -20,7 +20,7 @@ import { EventEmitter } from 'node:events';
 import type { Clock, TimerHandle } from './clock.js';
 import { VipStoreError, VipTimeoutError, describe } from './errors.js';
 import { emitIsolated } from './emit.js';
-import { backoffDelay, resolveOptions, type CandidateOptions, type ResolvedOptions } from './options.js';
+import { backoffDelay, MAX_SECONDS, resolveOptions, type CandidateOptions, type ResolvedOptions } from './options.js';
 import { sameHolder, sameTerm, type Claim, type Holder, type LockStore } from './store.js';
 
 /**
@@ -78,6 +78,17 @@ interface Term {
 
 type ChangeListener = (holder: Holder | null) => void;
 
+/** What a Candidate calls on its store; checked when it is created, not on first use. */
+const STORE_METHODS = ['compareAndSwap', 'refresh', 'watch', 'close'] as const;
+
+function checkStore(where: string, store: LockStore): void {
+  const missing = store === null || typeof store !== 'object' ? undefined : STORE_METHODS.filter((name) => typeof store[name] !== 'function');
+  if (missing === undefined || missing.length > 0) {
+    const lacks = missing?.length ? `; it has no ${missing.map((name) => `${name}()`).join(', ')}` : '';
+    throw new TypeError(`${where}: store must be a LockStore such as new MemoryStore() (got ${describe(store)}${lacks})`);
+  }
+}
+
 export class Candidate extends EventEmitter<CandidateEvents> {
   readonly #store: LockStore;
   readonly #options: ResolvedOptions;
@@ -87,6 +98,11 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   #state: State = 'stopped';
   #run: Run | undefined;
   #stopping: Promise<void> | undefined;
+  /** Counts stop() calls, so a start() that waited for a shutdown knows whether a later stop() overrode it. */
+  #stopCalls = 0;
+  /** Events raised by a listener wait here until the event being delivered has reached every listener. */
+  readonly #eventQueue: (() => void)[] = [];
+  #delivering = false;
   /** Last holder observed (watch or own CAS); `undefined` until the first read. */
   #leader: Holder | null | undefined;
   #term: Term | undefined;
@@ -105,9 +121,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
 
   constructor(store: LockStore, options: CandidateOptions) {
     super();
-    if (store === null || typeof store !== 'object' || typeof store.compareAndSwap !== 'function') {
-      throw new TypeError(`Candidate: store must be a LockStore such as new MemoryStore() (got ${describe(store)})`);
-    }
+    checkStore('Candidate', store);
     this.#store = store;
     this.#options = resolveOptions(store, options);
     this.#clock = this.#options.clock;
@@ -179,21 +193,38 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     return this.#term!.deadline - this.#clock.now();
   }
 
-  /** Resolves when this node is selected (at once if it already is). */
+  /**
+   * Resolves when this node is selected (at once if it already is). Rejects
+   * when `signal` aborts, or when the candidate is stopped before it was
+   * selected (a promise nobody could ever resolve otherwise).
+   */
   whenSelected(signal?: AbortSignal): Promise<void> {
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new TypeError(`Candidate.whenSelected: signal must be an AbortSignal or undefined (got ${describe(signal)})`);
+    }
     if (this.isSelected()) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const onSelect = (): void => {
+      const settle = (): void => {
+        this.off('select', onSelect);
         signal?.removeEventListener('abort', onAbort);
+        this.#endListeners.delete(onStop);
+      };
+      const onSelect = (): void => {
+        settle();
         resolve();
       };
       const onAbort = (): void => {
-        this.off('select', onSelect);
+        settle();
         reject(signal!.reason);
       };
+      const onStop = (): void => {
+        settle();
+        reject(new Error(`Candidate "${this.#options.id}" on "${this.#options.path}" was stopped before it was selected`));
+      };
       if (signal?.aborted) return reject(signal.reason);
-      this.once('select', onSelect);
+      this.on('select', onSelect);
       signal?.addEventListener('abort', onAbort, { once: true });
+      if (this.#run) this.#endListeners.add(onStop);
     });
   }
 
@@ -243,10 +274,29 @@ export class Candidate extends EventEmitter<CandidateEvents> {
    * keeps trying). Calling it again while started returns the same promise.
    */
   async start(): Promise<void> {
-    if (this.#stopping) await this.#stopping;
+    const stopCalls = this.#stopCalls;
+    while (this.#stopping) {
+      await this.#stopping;
+      // stop() was called again after this start(): the later call wins.
+      if (this.#stopCalls !== stopCalls) return;
+    }
     if (this.#run) return this.#run.ready;
-    let markReady!: () => void;
-    const ready = new Promise<void>((resolve) => (markReady = resolve));
+    let resolveReady!: () => void;
+    const ready = new Promise<void>((resolve) => (resolveReady = resolve));
+    // A store that never answers the first read must not leave start()
+    // pending in silence: after requestTimeout it is reported on `error` and
+    // start() resolves; the watch keeps trying.
+    let silence: TimerHandle | undefined = this.#clock.setTimeout(() => {
+      silence = undefined;
+      if (this.#run !== run) return;
+      this.#emitError(new VipStoreError('watch', this.#options.path, new VipTimeoutError('the first read of the key', this.#options.requestTimeoutMs)));
+      resolveReady();
+    }, this.#options.requestTimeoutMs);
+    const markReady = (): void => {
+      if (silence !== undefined) this.#clock.clearTimeout(silence);
+      silence = undefined;
+      resolveReady();
+    };
     const run: Run = { controller: new AbortController(), ready, markReady, pending: new Set() };
     this.#run = run;
     this.#state = 'following';
@@ -261,13 +311,26 @@ export class Candidate extends EventEmitter<CandidateEvents> {
    * chosen in one watch round trip instead of after a TTL. Safe to call twice.
    */
   stop(): Promise<void> {
+    this.#stopCalls++;
     if (this.#stopping) return this.#stopping;
     const run = this.#run;
     if (!run) return Promise.resolve();
-    this.#stopping = this.#shutdown(run).finally(() => {
-      this.#stopping = undefined;
-    });
-    return this.#stopping;
+    const term = this.#term;
+    // #stopping is set before anything else happens: deselect listeners may
+    // call stop() or start() again, and must find the shutdown under way.
+    let proceed!: () => void;
+    const stopping: Promise<void> = new Promise<void>((resolve) => (proceed = resolve))
+      .then(() => this.#shutdown(run, term))
+      .finally(() => {
+        if (this.#stopping === stopping) this.#stopping = undefined;
+      });
+    this.#stopping = stopping;
+    // Aborted first, so no answer of this run that lands from now on can make us lead.
+    run.controller.abort();
+    this.#clearRetry();
+    this.#deselect('stopped');
+    proceed();
+    return stopping;
   }
 
   /**
@@ -275,34 +338,41 @@ export class Candidate extends EventEmitter<CandidateEvents> {
    * ttl), so that another node takes the job. Does nothing when not leading.
    */
   async resign(options: { reason?: 'resigned' | 'error'; holdOff?: number } = {}): Promise<void> {
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError(`Candidate.resign: options must be an object like { holdOff: 10 } or omitted (got ${describe(options)})`);
+    }
     const holdOff = options.holdOff ?? this.#options.ttl;
-    if (typeof holdOff !== 'number' || !Number.isFinite(holdOff) || holdOff < 0) {
-      throw new TypeError(`Candidate.resign: option "holdOff" must be a number of seconds >= 0 (got ${describe(holdOff)})`);
+    if (typeof holdOff !== 'number' || !Number.isFinite(holdOff) || holdOff < 0 || holdOff > MAX_SECONDS) {
+      throw new TypeError(`Candidate.resign: option "holdOff" must be a number of seconds from 0 to ${MAX_SECONDS} (got ${describe(holdOff)})`);
+    }
+    const reason = options.reason ?? 'resigned';
+    if (reason !== 'resigned' && reason !== 'error') {
+      throw new TypeError(`Candidate.resign: option "reason" must be "resigned" or "error" (got ${describe(reason)})`);
     }
     const run = this.#run;
     const term = this.#term;
     if (!run || !term) return;
     this.#holdOffUntil = this.#clock.now() + holdOff * 1000;
-    this.#deselect(options.reason ?? 'resigned');
+    this.#deselect(reason);
     await this.#release(run, term.holder);
   }
 
-  async #shutdown(run: Run): Promise<void> {
-    const term = this.#term;
-    if (term) this.#deselect('stopped');
-    run.controller.abort();
-    this.#clearRetry();
-    // Let an acquisition in flight land (each call is bounded by its timeout),
-    // so that a key won during stop() is released below, not left to expire.
+  /** After stop() has deselected: end the run, release what we hold, and settle. */
+  async #shutdown(run: Run, term: Term | undefined): Promise<void> {
+    // Let an acquisition in flight land (each call is bounded by its timeout,
+    // and does not follow the run's abort): a key won meanwhile is released
+    // by #tryAcquire, not left to expire or to live on a shared lease.
     await Promise.allSettled([...run.pending]);
     const won = this.#term as Term | undefined;
     if (won) this.#deselect('stopped');
-    const ours = term?.holder ?? won?.holder ?? (this.#leader?.id === this.#options.id ? this.#leader : null);
+    const ours = won?.holder ?? term?.holder ?? (this.#leader?.id === this.#options.id ? this.#leader : null);
     if (ours) await this.#release(run, ours);
     run.markReady();
-    this.#run = undefined;
-    this.#state = 'stopped';
-    this.#leader = undefined;
+    if (this.#run === run) {
+      this.#run = undefined;
+      this.#state = 'stopped';
+      this.#leader = undefined;
+    }
     for (const end of [...this.#endListeners]) end();
     this.#endListeners.clear();
   }
@@ -347,8 +417,9 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         this.#refresh(run, term, 'verify');
         return;
       }
-      this.#setLeader(holder);
+      // Another term: we stop leading before anyone hears of the new holder.
       if (!sameTerm(holder, term.holder)) this.#deselect('lost');
+      this.#setLeader(holder);
       return;
     }
     this.#setLeader(holder);
@@ -410,11 +481,14 @@ export class Candidate extends EventEmitter<CandidateEvents> {
 
   async #tryAcquire(run: Run): Promise<void> {
     const sentAt = this.#clock.now();
+    // Not cut short by stop(): a CAS already on its way may still win, and
+    // stop() waits for it (bounded by the timeout) so a won key is released.
     const call = this.#call(
       run,
       'compareAndSwap',
       (signal) => this.#store.compareAndSwap(this.#options.path, null, this.#claim, this.#options.ttl, signal),
       this.#options.requestTimeoutMs,
+      false,
     );
     try {
       const result = await call;
@@ -505,7 +579,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#state = 'leading';
     this.#clearRetry();
     this.#armDeadline(run, term);
-    this.#scheduleRefresh(run, term, this.#nextRefreshAt(sentAt) - this.#clock.now());
+    this.#scheduleRefreshAt(run, term, this.#nextRefreshAt(sentAt));
     this.#emit('select', holder.value, holder.id, holder);
   }
 
@@ -524,22 +598,33 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   }
 
   /**
-   * When to refresh next: the last grid point of multiples of refreshInterval
-   * (on this process's clock) within one interval of `sentAt`. Never later
-   * than `sentAt + refreshInterval`, and every candidate of the process with
-   * the same interval refreshes at the same instants, so a store that shares
-   * one lease among them (`coalesce`) confirms them all with one keepalive.
+   * When to refresh next: the first grid point of multiples of
+   * refreshInterval (on this process's clock) after `from`. Never later than
+   * `from + refreshInterval`, and every candidate of the process with the
+   * same interval refreshes at the same instants, so a store that shares one
+   * lease among them (`coalesce`) confirms them all with one keepalive.
+   * (The tiny slack absorbs floating-point noise in a grid point itself.)
    */
-  #nextRefreshAt(sentAt: number): number {
+  #nextRefreshAt(from: number): number {
     const interval = this.#options.refreshIntervalMs;
-    return Math.floor((sentAt + interval) / interval) * interval;
+    return (Math.floor(from / interval + 1e-9) + 1) * interval;
   }
 
-  #scheduleRefresh(run: Run, term: Term, ms: number): void {
+  /**
+   * Refresh at grid point `at`. The refresh is told which point it was for:
+   * timers may fire a little early by the clock (Node rounds to whole
+   * milliseconds), and a refresh sent just before its grid point must still
+   * count as that point's, or the next one would be due at once.
+   */
+  #scheduleRefreshAt(run: Run, term: Term, at: number): void {
+    this.#scheduleRefresh(run, term, at - this.#clock.now(), at);
+  }
+
+  #scheduleRefresh(run: Run, term: Term, ms: number, gridPoint?: number): void {
     if (term.refreshTimer !== undefined) this.#clock.clearTimeout(term.refreshTimer);
     term.refreshTimer = this.#clock.setTimeout(() => {
       term.refreshTimer = undefined;
-      this.#refresh(run, term);
+      this.#refresh(run, term, 'refresh', gridPoint);
     }, ms);
   }
 
@@ -549,10 +634,11 @@ export class Candidate extends EventEmitter<CandidateEvents> {
    * a key deleted behind a live lease from a late event. Both confirm the hold
    * for ttl from the send time, so both move the deadline.
    */
-  #refresh(run: Run, term: Term, how: 'refresh' | 'verify' = 'refresh'): void {
+  #refresh(run: Run, term: Term, how: 'refresh' | 'verify' = 'refresh', gridPoint?: number): void {
     if (this.#term !== term || term.refreshing) return;
     term.refreshing = true;
     const sentAt = this.#clock.now();
+    const gridFrom = Math.max(sentAt, gridPoint ?? sentAt);
     // No request may outlive the deadline: a hung call must not keep us leading.
     const timeout = Math.min(this.#options.requestTimeoutMs, term.deadline - sentAt);
     const { path, ttl } = this.#options;
@@ -582,7 +668,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         term.refreshFailures = 0;
         term.deadline = Math.max(term.deadline, sentAt + this.#options.ttlMs - this.#options.safetyMarginMs);
         this.#armDeadline(run, term);
-        this.#scheduleRefresh(run, term, this.#nextRefreshAt(sentAt) - this.#clock.now());
+        this.#scheduleRefreshAt(run, term, this.#nextRefreshAt(gridFrom));
         this.#emit('refresh', held.value, held.id);
         this.#emit('ping', held.value, held.id);
       },
@@ -683,11 +769,22 @@ export class Candidate extends EventEmitter<CandidateEvents> {
    * reported on `error`, and an `error` nobody listens to is dropped.
    */
   #emit<E extends keyof CandidateEvents>(event: E, ...args: CandidateEvents[E]): void {
-    emitIsolated(this, event, args);
+    // One event at a time: an event raised by a listener (a `select` listener
+    // that calls stop()) is delivered once the current one has reached every
+    // listener, so no listener ever hears `deselect` before its `select`.
+    this.#eventQueue.push(() => emitIsolated(this, event, args));
+    if (this.#delivering) return;
+    this.#delivering = true;
+    try {
+      for (let next = this.#eventQueue.shift(); next; next = this.#eventQueue.shift()) next();
+    } finally {
+      this.#delivering = false;
+    }
   }
 }
 
 /** For users of the `locked` module: `locker(store)(options)` makes a candidate. */
 export function locker(store: LockStore): (options: CandidateOptions) => Candidate {
+  checkStore('locker', store);
   return (options) => new Candidate(store, options);
 }

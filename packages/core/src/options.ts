@@ -86,10 +86,18 @@ function fail(option: string, expected: string, got: unknown): never {
   throw new VipOptionError(WHERE, option, expected, got);
 }
 
+/**
+ * The longest duration a timer can wait: Node's setTimeout (and every browser's)
+ * keeps delays in a signed 32-bit millisecond count and fires a longer one
+ * after 1 ms instead, with only a TimeoutOverflowWarning. A ttl past it would
+ * make every deadline and request timeout fire at once, so it is refused.
+ */
+export const MAX_SECONDS = 2_147_483;
+
 function seconds(option: string, got: unknown, fallback: number): number {
   if (got === undefined) return fallback;
-  if (typeof got !== 'number' || !Number.isFinite(got) || got <= 0) {
-    fail(option, 'a finite number of seconds greater than 0', got);
+  if (typeof got !== 'number' || !Number.isFinite(got) || got <= 0 || got > MAX_SECONDS) {
+    fail(option, `a finite number of seconds greater than 0 and at most ${MAX_SECONDS} (the longest a timer can wait)`, got);
   }
   return got;
 }

@@ -33,6 +33,11 @@ export class FaultyStore implements LockStore {
     return this.inner.limits;
   }
 
+  /** The wrapped store's key rule, so a wrapped adapter still refuses keys it cannot name. */
+  validateKey(key: string): string | undefined {
+    return this.inner.validateKey?.(key);
+  }
+
   /** Make the next `count` calls (of the given operations) reject. */
   failNext(count: number, operations: StoreOperation[] = ['compareAndSwap', 'refresh', 'watch'], message = 'injected fault'): this {
     this.#failures = { remaining: count, error: () => new Error(message), operations: new Set(operations) };
