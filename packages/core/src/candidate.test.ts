@@ -3,6 +3,7 @@ import { Candidate, locker, type DeselectReason } from './candidate.js';
 import { VipOptionError } from './errors.js';
 import { MemoryBackend, MemoryStore } from './memory-store.js';
 import type { CandidateOptions } from './options.js';
+import type { Clock } from './clock.js';
 import type { Holder, LockStore } from './store.js';
 import { FakeClock, FaultyStore, settle } from './testing/index.js';
 
@@ -289,7 +290,10 @@ describe('Candidate: election', () => {
     await run(c, 100);
     const [node] = c.nodes as [(typeof c.nodes)[0]];
     expect(node.candidate.isSelected()).toBe(true);
-    c.clock.jump(TTL * 1000); // the process was stopped; no timer ran
+    // Won at t=0, so the deadline is 0 + ttl - safetyMargin = 2400 ms; it is now 100 ms.
+    c.clock.jump(2299); // the process was stopped; no timer ran
+    expect(node.candidate.isSelected()).toBe(true); // 1 ms before the deadline
+    c.clock.jump(2); // 1 ms past it, well before the server's expiry at 3000 ms
     expect(node.candidate.isSelected()).toBe(false);
     expect(node.candidate.token()).toBeNull();
     expect(node.candidate.timeLeft()).toBeNull();
@@ -373,7 +377,210 @@ describe('Candidate: election', () => {
   });
 });
 
+describe('Candidate: leading through refresh outcomes', () => {
+  /** A candidate on a MemoryStore whose refresh answers can be replaced, with a silent watch of its own. */
+  function leaderWithRefresh(answer: () => Promise<Holder | null> | undefined) {
+    const clock = new FakeClock();
+    clocks.add(clock);
+    const inner = new MemoryStore({ clock });
+    const store: LockStore = {
+      compareAndSwap: (...args) => inner.compareAndSwap(...args),
+      refresh: (...args) => answer() ?? inner.refresh(...args),
+      watch: (...args) => inner.watch(...args),
+      close: () => inner.close(),
+    };
+    const candidate = new Candidate(store, { path: '/job', id: 'a', ttl: TTL, clock, random: () => 0.5 });
+    started.push(candidate);
+    const log: string[] = [];
+    candidate.on('select', () => log.push(`select@${clock.now()}`));
+    candidate.on('deselect', (reason) => log.push(`deselect:${reason}@${clock.now()}`));
+    candidate.on('refresh', () => log.push(`refresh@${clock.now()}`));
+    candidate.on('error', () => log.push(`error@${clock.now()}`));
+    return { clock, candidate, log, inner };
+  }
+
+  it('a refresh answered null deselects at that instant with "lost", while the watch saw nothing', async () => {
+    let lost = false;
+    const { clock, candidate, log } = leaderWithRefresh(() => (lost ? Promise.resolve(null) : undefined));
+    await candidate.start();
+    await clock.advance(1500); // refreshed at 1000
+    lost = true; // the store now says the hold is gone; the key itself is untouched, so the watch stays quiet
+    await clock.advance(1000);
+    // (It then campaigns again like any follower: this store still shows the key as ours, so it frees and wins it anew.)
+    expect(log.slice(0, 3)).toEqual(['select@0', 'refresh@1000', 'deselect:lost@2000']);
+  });
+
+  it('refreshes that fail (outcome unknown) are reported and retried; the leader keeps leading and recovers', async () => {
+    let failures = 2;
+    const { clock, candidate, log } = leaderWithRefresh(() => (failures-- > 0 ? Promise.reject(new Error('store unreachable')) : undefined));
+    await candidate.start();
+    await clock.advance(1500); // the refresh at 1000 fails, its retry after the backoff fails, the next succeeds
+    expect(log.filter((l) => !l.startsWith('select'))).toEqual(['error@1000', 'error@1075', 'refresh@1225']);
+    await clock.advance(3000); // past the first term's deadline (2400): the confirmed refresh moved it
+    expect(candidate.isSelected()).toBe(true);
+    expect(log.some((l) => l.startsWith('deselect'))).toBe(false);
+  });
+
+  it('a refresh timer that fires a little early (as real timers do) does not make the leader refresh twice', async () => {
+    const fake = new FakeClock();
+    clocks.add(fake);
+    // Node rounds timers to whole milliseconds and performance.now() may then read just before the due time.
+    const early: Clock = { now: () => fake.now(), setTimeout: (callback, ms) => fake.setTimeout(callback, Math.max(0, ms - 1)), clearTimeout: (handle) => fake.clearTimeout(handle) };
+    let refreshes = 0;
+    const inner = new MemoryStore({ clock: fake });
+    const store: LockStore = {
+      compareAndSwap: (...args) => inner.compareAndSwap(...args),
+      refresh: (...args) => (refreshes++, inner.refresh(...args)),
+      watch: (...args) => inner.watch(...args),
+      close: () => inner.close(),
+    };
+    const candidate = new Candidate(store, { path: '/job', ttl: TTL, clock: early, random: () => 0.5 });
+    started.push(candidate);
+    await candidate.start();
+    await fake.advance(9000);
+    expect(candidate.isSelected()).toBe(true);
+    expect(refreshes).toBe(9); // one per refresh interval (1 s), not two
+  });
+});
+
+describe('Candidate: start() and stop() under races', () => {
+  it('stop() while an acquisition is on its way waits for its answer and releases the key it won', async () => {
+    const clock = new FakeClock();
+    clocks.add(clock);
+    const backend = new MemoryBackend({ clock });
+    const inner = new MemoryStore({ backend });
+    // The CAS reaches the server at once; its answer takes 50 ms to come back,
+    // and the watch lags: it has shown the key free and nothing since.
+    const store: LockStore = {
+      compareAndSwap: async (...args) => {
+        const result = await inner.compareAndSwap(...args);
+        if (args[2] !== null) await new Promise<void>((resolve) => clock.setTimeout(resolve, 50)); // acquisitions only
+        return result;
+      },
+      refresh: (...args) => inner.refresh(...args),
+      async *watch(_key, signal) {
+        yield null;
+        await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      },
+      close: () => inner.close(),
+    };
+    const candidate = new Candidate(store, { path: '/job', id: 'a', ttl: TTL, clock });
+    const selects: bigint[] = [];
+    candidate.on('select', (_v, _id, holder) => selects.push(holder.token));
+    await candidate.start(); // read the key free; the CAS is on its way
+    await clock.advance(10);
+    expect(backend.get('/job')?.id).toBe('a'); // won on the server, not yet known here
+    const stopping = candidate.stop();
+    await clock.advance(100);
+    await stopping;
+    expect(backend.get('/job')).toBeNull(); // released, not left to expire
+    expect(selects).toEqual([]); // never announced a leadership it won after stop()
+  });
+
+  it('stop(), start(), stop() in a row ends stopped: the last call wins', async () => {
+    const c = cluster(1);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    await startAll(c);
+    await settle();
+    expect(node.candidate.isSelected()).toBe(true);
+    const first = node.candidate.stop();
+    const restart = node.candidate.start();
+    const last = node.candidate.stop();
+    await Promise.all([first, restart, last]);
+    await run(c, 5000);
+    expect(node.candidate.isSelected()).toBe(false);
+    expect(c.backend.get('/job')).toBeNull();
+    expect(events(c, 'n0')).toEqual([`select:${c.log.find((l) => l.event === 'select')!.detail}`, 'deselect:stopped']);
+  });
+
+  it('a deselect listener that restarts the candidate leaves one run, which a later stop() ends', async () => {
+    const c = cluster(1);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    let restarts = 0;
+    node.candidate.on('deselect', async (reason) => {
+      if (reason !== 'stopped' || restarts++ > 0) return;
+      await node.candidate.stop();
+      await node.candidate.start();
+    });
+    await startAll(c);
+    await settle();
+    await node.candidate.stop();
+    await run(c, 500);
+    expect(node.candidate.isSelected()).toBe(true); // the restart campaigned again and won
+    await node.candidate.stop();
+    const callsAfterStop = { ...node.store.calls };
+    await run(c, 10_000);
+    expect(node.candidate.isSelected()).toBe(false);
+    expect(c.backend.get('/job')).toBeNull();
+    expect(node.store.calls).toEqual(callsAfterStop); // nothing of either run is still refreshing or watching
+    const tokens = c.log.filter((l) => l.event === 'select').map((l) => l.detail);
+    expect(events(c, 'n0')).toEqual([`select:${tokens[0]}`, 'deselect:stopped', `select:${tokens[1]}`, 'deselect:stopped']);
+  });
+
+  it('start() resolves and reports the silence when the store never answers the first read', async () => {
+    const clock = new FakeClock();
+    clocks.add(clock);
+    const store = new FaultyStore(new MemoryStore({ clock }), { clock }).partition();
+    faulty.add(store);
+    const candidate = new Candidate(store, { path: '/job', ttl: TTL, clock });
+    started.push(candidate);
+    const errors: Error[] = [];
+    candidate.on('error', (error) => errors.push(error));
+    let ready = false;
+    void candidate.start().then(() => (ready = true));
+    await clock.advance(2900);
+    expect(ready).toBe(false);
+    await clock.advance(200); // requestTimeout defaults to ttl (3 s)
+    expect(ready).toBe(true);
+    expect(errors.map((e) => e.message)).toEqual(['watch on "/job" failed: the first read of the key did not answer within 3000 ms']);
+    store.heal();
+    await clock.until(() => candidate.isSelected(), 10_000); // the watch kept trying
+  });
+});
+
 describe('Candidate: events and listeners', () => {
+  it('a select listener that stops the candidate: every select listener runs before the deselect', async () => {
+    const clock = new FakeClock();
+    clocks.add(clock);
+    const candidate = new Candidate(new MemoryStore({ clock }), { path: '/job', ttl: TTL, clock });
+    const order: string[] = [];
+    candidate.on('select', () => {
+      order.push('first select listener');
+      void candidate.stop();
+    });
+    candidate.on('select', () => order.push(`second select listener`));
+    candidate.on('deselect', (reason) => order.push(`deselect:${reason}`));
+    await candidate.start();
+    await clock.advance(100);
+    expect(order).toEqual(['first select listener', 'second select listener', 'deselect:stopped']);
+  });
+
+  it('a leader that sees a newer holder has deselected before "change" names it', async () => {
+    const c = cluster(1);
+    await startAll(c);
+    await run(c, 200);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    const seen: string[] = [];
+    node.candidate.on('change', (_value, leaderId) => seen.push(`change:${leaderId} selected=${node.candidate.isSelected()}`));
+    node.candidate.on('deselect', (reason) => seen.push(`deselect:${reason}`));
+    c.backend.expireAll(node.store.inner as MemoryStore);
+    await new MemoryStore({ backend: c.backend }).compareAndSwap('/job', null, { id: 'intruder', value: '' }, TTL);
+    await settle();
+    expect(seen).toEqual(['deselect:lost', 'change:intruder selected=false']);
+  });
+
+  it('whenSelected() rejects when the candidate is stopped before it was selected', async () => {
+    const c = cluster(2);
+    await startAll(c);
+    await settle();
+    const follower = c.nodes.find((n) => !n.candidate.isSelected())!;
+    const selected = follower.candidate.whenSelected();
+    await follower.candidate.stop();
+    await expect(selected).rejects.toThrow(/was stopped before it was selected/);
+    expect(follower.candidate.listenerCount('select')).toBe(1); // only the test's own logger is left
+  });
+
+
   it('an error with no listener never crashes, and a throwing listener does not break the machine', async () => {
     const clock = new FakeClock();
     const store = new FaultyStore(new MemoryStore({ clock }), { clock }).failNext(3, ['compareAndSwap']);
