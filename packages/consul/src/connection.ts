@@ -40,6 +40,7 @@ export interface ConsulConnectionOptions {
 }
 
 const EXPECTED = 'consul://host:port or consuls://host:port';
+const CONNECTION_OPTIONS: readonly (keyof ConsulConnectionOptions)[] = ['host', 'port', 'secure', 'token', 'ca', 'cert', 'key'];
 const WHERE = 'ConsulStore';
 
 /** Parse a connection string; throws a TypeError that quotes it and says what was expected. */
@@ -90,6 +91,8 @@ export function consulClientOptions(connection: string | ConsulConnectionOptions
       `${WHERE}: expected a connection string like "consul://127.0.0.1:8500", an options object { host, port, secure, token, ca, cert, key } or a Consul client (got ${describe(connection)})`,
     );
   }
+  // A typo ({ hostname }) must not quietly connect to 127.0.0.1 without the caller's token or TLS.
+  refuseUnknownOptions(WHERE, connection, CONNECTION_OPTIONS, 'connection options');
   const { host = '127.0.0.1', secure = false, token, ca, cert, key } = connection;
   if (typeof host !== 'string' || host === '' || /[\s/?#@]/.test(host)) throw new VipOptionError(WHERE, 'host', 'a host name or IP address', host);
   if (typeof secure !== 'boolean') throw new VipOptionError(WHERE, 'secure', 'true or false', secure);
@@ -123,6 +126,15 @@ export function consulClientOptions(connection: string | ConsulConnectionOptions
     ...(cert !== undefined ? { cert } : {}),
     ...(key !== undefined ? { key } : {}),
   };
+}
+
+/** Throws a VipOptionError naming the first own key of `options` that is not in `known`, and listing those that are. */
+export function refuseUnknownOptions(where: string, options: object, known: readonly string[], what: string): void {
+  const unknown = Object.keys(options).find((name) => !known.includes(name));
+  if (unknown === undefined) return;
+  const error = new VipOptionError(where, unknown, `one of the ${what}`, (options as Record<string, unknown>)[unknown]);
+  error.message = `${where}: unknown option "${unknown}"; the ${what} are ${known.join(', ')}`;
+  throw error;
 }
 
 /**

@@ -78,13 +78,44 @@ interface ClientCalls {
     get(options: CallOptions & { key: string; consistent?: boolean; index?: string; wait?: string }): Promise<[Response, KvEntry?]>;
   };
   session: {
-    create(options: CallOptions & { name: string; ttl: string; lockdelay: string; behavior: string }): Promise<[Response, { ID: string }]>;
+    create(
+      options: CallOptions & { name: string; ttl: string; lockdelay: string; behavior: string; checks: readonly string[] },
+    ): Promise<[Response, { ID: string }]>;
+    info(options: CallOptions & { id: string; consistent: boolean }): Promise<[Response, SessionInfo?]>;
     renew(options: CallOptions & { id: string }): Promise<[Response, unknown]>;
     destroy(options: CallOptions & { id: string }): Promise<[Response]>;
   };
   transaction: {
     create(operations: { KV: TxnOp }[], options: CallOptions): Promise<[Response, { Results?: { KV?: KvEntry }[] | null }]>;
   };
+}
+
+/** The fields of GET /v1/session/info/:id this store looks at. */
+interface SessionInfo {
+  readonly ID: string;
+  /** The node's health checks the session is bound to (Consul 1.7 and later). */
+  readonly NodeChecks?: readonly string[] | null;
+  /** The same, as Consul before 1.7 named them (still accepted on create, deprecated). */
+  readonly Checks?: readonly string[] | null;
+  readonly ServiceChecks?: readonly unknown[] | null;
+}
+
+/**
+ * The client methods ConsulStore calls, which is what it takes a given
+ * client to be. Looking for them rather than `instanceof Consul` lets a
+ * client from another copy of the package (a second node_modules, a bundler)
+ * be used as given, with its token and TLS, instead of being mistaken for an
+ * options object.
+ */
+export const CLIENT_METHODS = ['kv.get', 'session.create', 'session.info', 'session.renew', 'session.destroy', 'transaction.create'] as const;
+
+/** The methods of CLIENT_METHODS that `value` lacks (every one of them for a value that is no client). */
+export function missingClientMethods(value: object): string[] {
+  return CLIENT_METHODS.filter((path) => {
+    const [group, method] = path.split('.') as [string, string];
+    const holder = (value as Record<string, unknown>)[group];
+    return typeof holder !== 'object' || holder === null || typeof (holder as Record<string, unknown>)[method] !== 'function';
+  });
 }
 
 /** papi's errors: a ResponseError carries the response (status, decoded body). */
@@ -186,10 +217,34 @@ export class ConsulHttp {
     }
   }
 
-  /** PUT /v1/session/create: the session's ID. */
+  /**
+   * PUT /v1/session/create: the session's ID. The session is bound to its TTL
+   * alone: `Checks: []`. Without it Consul binds a session to the agent node's
+   * `serfHealth` check, and invalidates it the moment that check goes critical
+   * (the agent restarting, or out of touch with the servers): with Behavior
+   * "delete" the key goes at once and, with no lock delay, another candidate
+   * takes it while the old leader, unable to reach its agent, still leads
+   * until its local deadline. Only the TTL gives the guarantee a leader's
+   * deadline rests on: not invalidated before `ttl` after the last renew.
+   *
+   * Why `Checks: []` and not `NodeChecks: []`: the npm client forwards
+   * `checks` (an empty array is truthy) but drops `nodechecks`; and Consul
+   * reads an empty `Checks` as "no node checks at all" (agent/session_endpoint.go,
+   * fixupEmptySessionChecks, since 1.7, the compatibility path for clients
+   * written before NodeChecks existed; before 1.7, FixupChecks did the same).
+   * Consul then answers NodeChecks: [] for it. The session is read back and
+   * refused if it lists any check, so a client or agent that does otherwise
+   * (another copy of the client given to the store) fails loudly instead of
+   * running with sessions that a failure detector can invalidate.
+   *
+   * What can still invalidate such a session besides its TTL: its node leaving
+   * the catalog (`consul leave`, a client agent stopped with its default
+   * leave_on_terminate, `consul force-leave`, PUT /v1/catalog/deregister) and
+   * an explicit destroy. See ConsulStoreOptions.lockDelay for what that means.
+   */
   async createSession(spec: SessionSpec): Promise<string> {
     const [, body] = await this.#call(undefined, this.#timeoutMs, (call) =>
-      this.#calls.session.create({ ...call, name: spec.name, ttl: spec.ttl, lockdelay: spec.lockDelay, behavior: spec.behavior }),
+      this.#calls.session.create({ ...call, name: spec.name, ttl: spec.ttl, lockdelay: spec.lockDelay, behavior: spec.behavior, checks: [] }),
     ).catch((error: unknown) => {
       // A session is bound to the agent's node, which the agent registers in
       // the catalog by its first sync after it starts (or rejoins).
@@ -203,7 +258,28 @@ export class ConsulHttp {
       throw withBody(error);
     });
     if (typeof body?.ID !== 'string' || body.ID === '') throw new Error('Consul answered session/create without an ID');
+    await this.#checkUnbound(body.ID);
     return body.ID;
+  }
+
+  /** Refuse (and destroy) a session that Consul bound to any health check. */
+  async #checkUnbound(id: string): Promise<void> {
+    const [, info] = await this.#call(undefined, this.#timeoutMs, (call) => this.#calls.session.info({ ...call, id, consistent: true })).catch(
+      (error: unknown) => {
+        void this.destroySession(id).catch(() => {});
+        throw withBody(error);
+      },
+    );
+    // Gone already: nothing to refuse; its first renew or lock finds out.
+    if (!info) return;
+    const checks = [...(info.NodeChecks ?? []), ...(info.Checks ?? []), ...(info.ServiceChecks ?? []).map((check) => JSON.stringify(check))];
+    if (checks.length === 0) return;
+    await this.destroySession(id).catch(() => {});
+    throw new Error(
+      `Consul created a session bound to health checks (${checks.join(', ')}) although the store asked for none (Checks: []); ` +
+        'a failing check would invalidate it before its TTL and let a second leader in. The client given to ConsulStore must forward ' +
+        '"checks" to PUT /v1/session/create as the npm "consul" client does',
+    );
   }
 
   /** PUT /v1/session/renew/:id. False when Consul no longer has the session (404: invalidated or destroyed). */

@@ -41,3 +41,47 @@ describe('ConsulStore: the TTL range it declares', () => {
     await expect(store.refresh('job', { id: 'a', value: '', token: 1n }, 2)).rejects.toThrow(/"ttl".*from 3 to 86400/);
   });
 });
+
+describe('ConsulStore: what it accepts as a connection and as options', () => {
+  it('refuses an unknown connection option, naming it and listing the accepted ones, instead of connecting to 127.0.0.1', () => {
+    const attempt = (): ConsulStore => new ConsulStore({ hostname: 'consul.internal' } as never);
+    expect(attempt).toThrow(VipOptionError);
+    expect(attempt).toThrow('ConsulStore: unknown option "hostname"; the connection options are host, port, secure, token, ca, cert, key');
+  });
+
+  it('refuses an unknown store option the same way', () => {
+    expect(() => open({ lockdelay: 0 } as never)).toThrow(
+      'ConsulStore: unknown option "lockdelay"; the store options (second argument) are lockDelay, behavior, sessionName, watchWait, requestTimeout, minTtl',
+    );
+  });
+
+  it("takes lockDelay 'ttl' or 0 to 60 seconds, and refuses anything else naming lockDelay", () => {
+    expect(() => open({ lockDelay: 'ttl' })).not.toThrow();
+    expect(() => open({ lockDelay: 60 })).not.toThrow();
+    for (const bad of [-1, 61, Number.NaN, '15', 'TTL', null]) {
+      expect(() => open({ lockDelay: bad as number })).toThrow(/"lockDelay".*0 to 60.*'ttl'/);
+    }
+  });
+
+  it('uses an object with the client methods it calls as the client (a Consul from another copy of the package)', async () => {
+    const method = (): Promise<never> => Promise.reject(new Error('not called'));
+    const foreign = {
+      kv: { get: method },
+      session: { create: method, info: method, renew: method, destroy: method },
+      transaction: { create: method },
+      destroy: () => {
+        throw new Error('close() must leave a client it was given open');
+      },
+    };
+    const store = new ConsulStore(foreign as never);
+    expect(store.client).toBe(foreign);
+    await store.close();
+  });
+
+  it('refuses an object that looks like a client but lacks methods the store calls, naming them', () => {
+    const method = (): void => {};
+    expect(() => new ConsulStore({ kv: { get: method }, session: { create: method } } as never)).toThrow(
+      /looks like a Consul client but lacks session\.info, session\.renew, session\.destroy, transaction\.create/,
+    );
+  });
+});

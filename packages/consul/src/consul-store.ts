@@ -8,11 +8,12 @@
  *    on a key another session holds. Replacing or releasing a term is one txn
  *    guarded by `check-session key == ours` and `check-index key == the
  *    ModifyIndex we last wrote or read`.
- * 2. Server-side expiry: the key is locked by a session with a TTL. A process
- *    that stops refreshing stops renewing the session; Consul invalidates it
- *    between ttl and 2 × ttl later (SessionTTLMultiplier = 2) and, with
- *    Behavior "delete", deletes its keys. Crash failover therefore takes up
- *    to 2 × ttl (plus LockDelay, 0 by default).
+ * 2. Server-side expiry: the key is locked by a session with a TTL and no
+ *    health checks (consul-http.ts, createSession). A process that stops
+ *    refreshing stops renewing the session; Consul invalidates it between ttl
+ *    and 2 × ttl later (SessionTTLMultiplier = 2) and, with Behavior "delete",
+ *    deletes its keys. Crash failover therefore takes up to 2 × ttl (plus
+ *    LockDelay, 0 by default).
  * 3. A confirmed hold lasts at least `ttl` from the call: every confirmation
  *    (refresh, acquire, rewrite) rests on a session renew or create *sent after
  *    the call began* (sessions.ts), shared by concurrent callers.
@@ -25,11 +26,36 @@
  *    unlocked key is deleted and created again in the same txn). Not
  *    LockIndex, which starts again at 1 when a key is created again.
  *
+ * What invalidates a session, and so frees its keys:
+ * - its TTL running out (ttl to 2 × ttl after the last renew): the old leader
+ *   has passed its local deadline by then, since that deadline is less than
+ *   ttl after a renew it sent;
+ * - its node leaving the catalog: `consul leave`, a client agent stopped with
+ *   its default leave_on_terminate (a restart of the agent included), `consul
+ *   force-leave`, PUT /v1/catalog/deregister. At once, whatever the TTL;
+ * - a destroy: close() destroys only sessions that hold no key; an operator
+ *   or another process with session:write can destroy any.
+ * No health check can: sessions are created with none (without `Checks: []`
+ * Consul binds them to the node's serfHealth, and a failure detector's
+ * verdict would free the key while its leader, cut off from its agent, still
+ * leads).
+ *
  * LockDelay: Consul refuses, for LockDelay after a session is invalidated
- * (TTL, health check, destroy — not after a release or a delete), any lock on
- * the keys that session held. Its default is 15 s, added to every crash
- * failover; vip's default is 0: the old leader stops at its local deadline,
- * before Consul can invalidate its session, so the delay protects nothing.
+ * (any of the above; not after a release or a delete), any lock on the keys
+ * that session held. It is what keeps the two cases other than the TTL safe:
+ * the old leader, which may not be able to reach its agent, may lead until
+ * its local deadline, less than ttl after its last confirmed refresh, which
+ * came before the invalidation. So `lockDelay >= ttl` means that no second
+ * leader can start before the first one's deadline, whatever invalidated the
+ * session; and a smaller LockDelay leaves that window open, on node
+ * deregistration or destroy, for up to ttl - LockDelay. vip's default is 0:
+ * on the TTL path (crashes, partitions, pauses: every failure that is not an
+ * operator's act) any delay is pure added failover time, up to 60 s more per
+ * crash, and the two other paths are acts on the leader's own node that an
+ * operator can sequence (stop the candidates there first). Users whose agents
+ * may leave under a running leader set `lockDelay: 'ttl'` (the session's TTL,
+ * at most Consul's 60 s cap). README "What you must know" says the same.
+ *
  * Through `?acquire=` a lock-delay refusal is a plain `false`, like a held key
  * (hashicorp/consul#1006); through `/v1/txn` Consul says so ("failed to lock
  * key … due to lock delay", agent/consul/txn_endpoint.go, preCheck), and
@@ -40,8 +66,8 @@ import { setMaxListeners } from 'node:events';
 import { VipOptionError, type Claim, type Holder, type LockStore, type StoreLimits, type SwapResult } from '@vip/core';
 import Consul from 'consul';
 import { MAX_VALUE_BYTES, encodeHolder } from './codec.js';
-import { consulClientOptions, type ConsulConnectionOptions } from './connection.js';
-import { ConsulHttp, type KvEntry, type TxnError, type TxnOp } from './consul-http.js';
+import { consulClientOptions, refuseUnknownOptions, type ConsulConnectionOptions } from './connection.js';
+import { CLIENT_METHODS, ConsulHttp, missingClientMethods, type KvEntry, type TxnError, type TxnOp } from './consul-http.js';
 import { consulKey, consulKeyRule } from './keys.js';
 import { SessionPool, type Session } from './sessions.js';
 import { holderOf, watchHolder } from './watch.js';
@@ -49,12 +75,20 @@ import { holderOf, watchHolder } from './watch.js';
 export interface ConsulStoreOptions {
   /**
    * Seconds Consul refuses to lock a key after the session holding it was
-   * invalidated, from 0 to 60 (Consul's range). Default 0: failover as soon as
-   * Consul invalidates a dead leader's session. Consul's own default is 15,
-   * which only delays every crash failover: the old leader stops at its own
-   * local deadline, before Consul can hand the key to anyone.
+   * invalidated: 0 to 60 (Consul's cap), or 'ttl' for the TTL of the session
+   * (one session per TTL), capped at 60. Default 0.
+   *
+   * 0 gives the fastest crash failover, and is safe when the session is
+   * invalidated by its TTL (every crash, pause or partition): the old leader
+   * has stopped at its local deadline by then. It is not when the session is
+   * invalidated early, by its node leaving the catalog (`consul leave`, a
+   * client agent stopped or restarted with leave_on_terminate, which client
+   * agents default to) or by a destroy from outside, while its leader runs:
+   * another candidate can then lead up to ttl - lockDelay before the old
+   * one's local deadline. 'ttl' (or any value >= the ttl) closes that window
+   * and adds its length to every crash failover. Consul's own default is 15.
    */
-  lockDelay?: number;
+  lockDelay?: number | 'ttl';
   /**
    * What Consul does with the keys of an invalidated session. Default
    * "delete": the key goes, and the next term creates it anew (a new token).
@@ -83,7 +117,11 @@ export interface ConsulStoreOptions {
   minTtl?: number;
 }
 
-/** What `new ConsulStore(x)` accepts. */
+/**
+ * What `new ConsulStore(x)` accepts. A client is recognised by the methods
+ * the store calls (CLIENT_METHODS), so a `Consul` from another copy of the
+ * package works too.
+ */
 export type ConsulConnectionInput = string | ConsulConnectionOptions | Consul;
 
 interface Hold {
@@ -100,6 +138,9 @@ type Refusal = 'guard' | 'lock-delay' | 'session-gone';
 const WHERE = 'ConsulStore';
 /** Consul's longest session TTL (structs.SessionTTLMax). */
 const MAX_TTL = 86400;
+/** Consul's longest lock delay (structs.MaxLockDelay): longer ones are cut to it. */
+const MAX_LOCK_DELAY = 60;
+const STORE_OPTIONS: readonly (keyof ConsulStoreOptions)[] = ['lockDelay', 'behavior', 'sessionName', 'watchWait', 'requestTimeout', 'minTtl'];
 
 export class ConsulStore implements LockStore {
   /**
@@ -132,7 +173,7 @@ export class ConsulStore implements LockStore {
     this.limits = { minTtl: settings.minTtl, maxTtl: MAX_TTL, maxValueBytes: MAX_VALUE_BYTES };
     // Whether HTTPS requests present a client certificate, to explain a refused handshake (unknown for a client given to us).
     let clientCertificate: boolean | undefined;
-    if (connection instanceof Consul) {
+    if (isConsulClient(connection)) {
       this.client = connection;
       this.#ownsClient = false;
     } else {
@@ -145,7 +186,7 @@ export class ConsulStore implements LockStore {
     this.#sessions = new SessionPool(this.#http, (ttl) => ({
       name: settings.sessionName,
       ttl: `${ttl}s`,
-      lockDelay: `${settings.lockDelay}s`,
+      lockDelay: `${settings.lockDelay === 'ttl' ? Math.min(ttl, MAX_LOCK_DELAY) : settings.lockDelay}s`,
       behavior: settings.behavior,
     }));
     this.#watchWait = settings.watchWait;
@@ -407,12 +448,39 @@ function abortReason(signal: AbortSignal): unknown {
 
 // ---- argument checks: each names the argument it refuses ------------------------
 
+/**
+ * Whether `value` is a Consul client (ours, or one from another copy of the
+ * package). An object with some of a client's parts but not all the methods
+ * the store calls is refused, naming them, rather than read as connection options.
+ */
+function isConsulClient(value: unknown): value is Consul {
+  if (value instanceof Consul) return true;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const missing = missingClientMethods(value);
+  if (missing.length === 0) return true;
+  if (['kv', 'session', 'transaction'].some((part) => part in value)) {
+    throw new TypeError(
+      `${WHERE}: got an object that looks like a Consul client but lacks ${missing.join(', ')}; ` +
+        `pass a client of the npm "consul" package (2.x), which has ${CLIENT_METHODS.join(', ')}`,
+    );
+  }
+  return false;
+}
+
 function checkOptions(options: ConsulStoreOptions): Required<ConsulStoreOptions> {
   if (options === null || typeof options !== 'object') throw new VipOptionError(WHERE, 'options', 'an object like { lockDelay: 0 }', options);
+  refuseUnknownOptions(WHERE, options, STORE_OPTIONS, 'store options (second argument)');
   const number = (name: keyof ConsulStoreOptions, value: unknown, fallback: number, min: number, max: number): number => {
     if (value === undefined) return fallback;
     if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
       throw new VipOptionError(WHERE, name, `a number of seconds from ${min} to ${max}`, value);
+    }
+    return value;
+  };
+  const lockDelay = (value: unknown): number => {
+    if (value === undefined) return 0;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_LOCK_DELAY) {
+      throw new VipOptionError(WHERE, 'lockDelay', `a number of seconds from 0 to ${MAX_LOCK_DELAY} (Consul's cap), or 'ttl'`, value);
     }
     return value;
   };
@@ -421,8 +489,7 @@ function checkOptions(options: ConsulStoreOptions): Required<ConsulStoreOptions>
   const sessionName = options.sessionName ?? 'vip';
   if (typeof sessionName !== 'string' || sessionName === '') throw new VipOptionError(WHERE, 'sessionName', 'a non-empty string', sessionName);
   return {
-    // Consul caps LockDelay at 60 s (structs.MaxLockDelay).
-    lockDelay: number('lockDelay', options.lockDelay, 0, 0, 60),
+    lockDelay: options.lockDelay === 'ttl' ? 'ttl' : lockDelay(options.lockDelay),
     behavior,
     sessionName,
     // Consul caps a blocking query's wait at 10 minutes.

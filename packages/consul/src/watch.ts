@@ -49,7 +49,16 @@ export function holderOf(entry: KvEntry | undefined): Holder | null {
 }
 
 export async function* watchHolder(context: WatchContext, key: string, signal: AbortSignal): AsyncGenerator<Holder | null, void, undefined> {
-  const stop = AbortSignal.any([signal, context.closed]);
+  const { signal: stop, dispose } = eitherAborts(signal, context.closed);
+  try {
+    yield* follow(context, key, stop);
+  } finally {
+    dispose();
+  }
+  if (context.closed.aborted && !signal.aborted) throw new Error('ConsulStore: the store was closed');
+}
+
+async function* follow(context: WatchContext, key: string, stop: AbortSignal): AsyncGenerator<Holder | null, void, undefined> {
   /** Index for the next blocking query; 0: read at once. */
   let waitIndex = 0;
   /** X-Consul-Index of the last answer, to see it go backwards. */
@@ -97,7 +106,29 @@ export async function* watchHolder(context: WatchContext, key: string, signal: A
     last = holder;
     yield holder;
   }
-  if (context.closed.aborted && !signal.aborted) throw new Error('ConsulStore: the store was closed');
+}
+
+/**
+ * A signal that aborts when either does (AbortSignal.any, which needs Node
+ * 20.3, by hand). Its listeners go as soon as it aborts or is disposed, so the
+ * store's long-lived `closed` signal keeps nothing of a watch that ended.
+ */
+function eitherAborts(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const dispose = (): void => {
+    a.removeEventListener('abort', abort);
+    b.removeEventListener('abort', abort);
+  };
+  function abort(this: AbortSignal): void {
+    dispose();
+    controller.abort(this.reason);
+  }
+  if (a.aborted || b.aborted) controller.abort(a.aborted ? a.reason : b.reason);
+  else {
+    a.addEventListener('abort', abort, { once: true });
+    b.addEventListener('abort', abort, { once: true });
+  }
+  return { signal: controller.signal, dispose };
 }
 
 function retryDelay(failures: number): number {
