@@ -272,6 +272,10 @@ export function describeLockStore(
     describe('expiry on the server', () => {
       withPartition('a hold whose client is cut off is freed by the server after its ttl', async (cut) => {
         const observer = await open();
+        const minTtl = cut.store.limits?.minTtl;
+        if (minTtl !== undefined && options.expiry.ttl < minTtl) {
+          throw new Error(`options.expiry.ttl (${options.expiry.ttl} s) is below this store's minimum TTL (${minTtl} s): the server would not expire it on that ttl`);
+        }
         const key = freshKey('expiry');
         const held = expectWon(await cut.store.compareAndSwap(key, null, claim('a'), options.expiry.ttl), claim('a'));
         const recorder = watch(observer, key);
@@ -377,13 +381,17 @@ export function describeLockStore(
         ['newlines and tabs', 'line 1\nline 2\r\n\tend'],
         ['unicode', 'élection 選挙 🗳️ \u0000 \uFFFD'],
         ['JSON-looking', '{"id":"x","value":"y"}'],
-        ['64 KiB', 'x'.repeat(64 * 1024 - 7) + 'the end'],
+        ['64 KiB (or the most the store declares in limits.maxValueBytes)', 'x'.repeat(64 * 1024 - 7) + 'the end'],
       ];
-      for (const [label, value] of values) {
+      for (const [label, given] of values) {
         test(`a value round-trips exactly: ${label}`, async () => {
           const [a, observer] = [await open(), await open()];
           const key = freshKey('value');
-          const wanted = claim('id with spaces/and:colons ü', value);
+          const id = 'id with spaces/and:colons ü';
+          // A store that declares a smaller limit is held to it: the largest value it accepts must round-trip.
+          const room = (a.limits?.maxValueBytes ?? Number.POSITIVE_INFINITY) - Buffer.byteLength(id);
+          const value = Buffer.byteLength(given) <= room ? given : 'x'.repeat(room - 7) + 'the end';
+          const wanted = claim(id, value);
           const held = expectWon(await a.compareAndSwap(key, null, wanted, ttl), wanted);
           const recorder = watch(observer, key);
           await recorder.until((holder) => holder !== undefined, watchMs, 'the holder');
@@ -392,19 +400,27 @@ export function describeLockStore(
         });
       }
 
-      test('keys do not leak into each other (/a vs /a/b)', async () => {
+      test('keys do not leak into each other (/a vs /a/b), in either direction', async () => {
         const [a, b] = [await open(), await open()];
         const parent = freshKey('nest');
         const child = `${parent}/b`;
         const childWatch = watch(b, child);
+        const parentWatch = watch(a, parent);
         await childWatch.until((holder) => holder === null, watchMs, 'the free child key');
+        await parentWatch.until((holder) => holder === null, watchMs, 'the free parent key');
         const onParent = expectWon(await a.compareAndSwap(parent, null, claim('a'), ttl), claim('a'));
+        await parentWatch.until((holder) => holder?.token === onParent.token, watchMs, 'the parent holder');
         const onChild = expectWon(await b.compareAndSwap(child, null, claim('b'), ttl), claim('b'));
         await childWatch.until((holder) => holder?.token === onChild.token, watchMs, 'the child holder');
         expect((await a.compareAndSwap(parent, onParent, null, ttl)).ok).toBe(true);
         expect(await b.refresh(child, onChild, ttl)).toEqual(onChild);
+        await parentWatch.until((holder) => holder === null, watchMs, 'the parent key released');
+        // A write to the child after the parent's last change: a prefix watch on the parent would see it.
+        expect((await b.compareAndSwap(child, onChild, null, ttl)).ok).toBe(true);
+        await childWatch.until((holder) => holder === null, watchMs, 'the child key released');
         await sleep(300);
-        expect(childWatch.seen).toEqual([null, onChild]);
+        expect(childWatch.seen).toEqual([null, onChild, null]);
+        expect(parentWatch.seen).toEqual([null, onParent, null]);
       });
     });
 
