@@ -127,12 +127,13 @@ describe('etcd: candidates in separate processes', () => {
     await election.until(() => other.events('started').length === 1, 'the other node to start');
     proxy.stall();
     await election.until(() => other.isLeading(), 'the direct node to take over', 30_000);
-    const deselect = cutOff.events('deselect')[0]!;
-    const held = lastAnnounced(cutOff, deselect.at);
+    const deselect = cutOff.events('deselect')[0];
+    expect(deselect, 'the cut node deselected before the other took over').toBeDefined();
+    const held = lastAnnounced(cutOff, deselect!.at);
     const select = other.events('select')[0]!;
     // 'expired': its local deadline passed with no refresh confirmed (etcd did not tell it 'lost').
-    expect(deselect.reason).toBe('expired');
-    expect(deselect.at).toBeLessThan(select.at);
+    expect(deselect!.reason).toBe('expired');
+    expect(deselect!.at).toBeLessThan(select.at);
     // The other saw the key free only once etcd expired the cut leader's
     // lease (after its deadline, and no sooner than heldUntil), and won it then.
     const free = sawFree(other, held.line.at);
