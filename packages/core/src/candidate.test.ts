@@ -477,6 +477,23 @@ describe('Candidate: start() and stop() under races', () => {
     expect(selects).toEqual([]); // never announced a leadership it won after stop()
   });
 
+  it('a release that fails in stop() is retried in the background until the store answers', async () => {
+    const c = cluster(1);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    await startAll(c);
+    await settle();
+    expect(node.candidate.isSelected()).toBe(true);
+    node.store.failAll(['compareAndSwap']); // the store cannot be reached for the release
+    await node.candidate.stop(); // resolves all the same
+    expect(c.backend.get('/job')?.id).toBe('n0');
+    await c.clock.advance(500);
+    expect(c.backend.get('/job')?.id).toBe('n0'); // still failing, still held (on a shared lease it could live on)
+    node.store.heal();
+    await c.clock.advance(1000);
+    expect(c.backend.get('/job')).toBeNull(); // released, before the hold's own expiry at 3 s
+    expect(c.log.filter((l) => l.event === 'error').length).toBeGreaterThanOrEqual(2);
+  });
+
   it('stop(), start(), stop() in a row ends stopped: the last call wins', async () => {
     const c = cluster(1);
     const [node] = c.nodes as [(typeof c.nodes)[0]];

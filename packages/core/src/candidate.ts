@@ -366,7 +366,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     const won = this.#term as Term | undefined;
     if (won) this.#deselect('stopped');
     const ours = won?.holder ?? term?.holder ?? (this.#leader?.id === this.#options.id ? this.#leader : null);
-    if (ours) await this.#release(run, ours);
+    if (ours && !(await this.#release(run, ours))) this.#releaseAfterStop(ours, 0);
     run.markReady();
     if (this.#run === run) {
       this.#run = undefined;
@@ -541,6 +541,25 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       this.#emitError(error);
       return false;
     }
+  }
+
+  /**
+   * A release that failed in stop() (store unreachable) is tried again in the
+   * background until the store answers: a key left behind on a lease or
+   * session that other elections of this process keep alive would otherwise
+   * never be freed. The timer does not keep the process alive (an exiting
+   * process's holds expire on the server anyway), and a start() takes over:
+   * its run releases stale holds of ours by itself.
+   */
+  #releaseAfterStop(holder: Holder, attempt: number): void {
+    const timer = this.#clock.setTimeout(() => {
+      if (this.#run) return;
+      const detached: Run = { controller: new AbortController(), ready: Promise.resolve(), markReady() {}, pending: new Set() };
+      void this.#release(detached, holder).then((answered) => {
+        if (!answered) this.#releaseAfterStop(holder, attempt + 1);
+      });
+    }, backoffDelay(this.#options, attempt));
+    timer.unref?.();
   }
 
   #retryAfter(run: Run, ms: number): void {
