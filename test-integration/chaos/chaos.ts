@@ -226,6 +226,8 @@ interface Slot {
   proxies: TcpProxy[];
   address: string;
   process: CandidateProcess;
+  /** When the current process was spawned: every line it writes is later, every line of the one before (same id) earlier. */
+  spawnedAt: number;
   /** Set while the test has it stopped (SIGSTOP) or killed on purpose. */
   paused: boolean;
   killing: boolean;
@@ -278,7 +280,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const path = backend === 'etcd' ? `${uniquePrefix('chaos')}job` : `${uniqueConsulPrefix('chaos')}job`;
 
     const slots: Slot[] = [];
-    const spawn = (slot: Omit<Slot, 'process'> & { process?: CandidateProcess }): CandidateProcess => {
+    const spawn = (slot: Omit<Slot, 'process' | 'spawnedAt'> & { process?: CandidateProcess; spawnedAt?: number }): CandidateProcess => {
+      slot.spawnedAt = Date.now();
       const candidate = new CandidateProcess(
         {
           backend,
@@ -314,7 +317,21 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const elapsed = (): string => `+${((Date.now() - started) / 1000).toFixed(1)}s`;
     progress(`${backend}: seed ${seed}, ${count} candidates, ttl ${ttl} s, faults for ${durationMs / 1000} s`);
 
-    const leader = (): Slot | undefined => slots.find((slot) => !slot.paused && slot.process.child.exitCode === null && slot.process.isLeading());
+    /**
+     * Whether the slot's current process leads by its own log. Not
+     * CandidateProcess.isLeading(), which reads every line with the slot's id:
+     * a process killed while it led leaves its select without a deselect, and
+     * its successor in the slot would seem to lead until its own first select.
+     */
+    const leads = (slot: Slot): boolean => {
+      if (slot.process.child.exitCode !== null || slot.process.deaths.length > 0) return false;
+      let last: string | undefined;
+      for (const line of log) {
+        if (line.id === slot.id && line.at >= slot.spawnedAt && (line.event === 'select' || line.event === 'deselect')) last = line.event;
+      }
+      return last === 'select';
+    };
+    const leader = (): Slot | undefined => slots.find((slot) => !slot.paused && leads(slot));
     /** The candidate a fault aims at: the leader (waiting for one, within the recovery bound) or the planned slot. */
     const target = async (plan: PlannedFault): Promise<{ slot: Slot; leading: boolean }> => {
       if (plan.atLeader) {
@@ -456,9 +473,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     // run if it announced a deselect or anybody else was selected meanwhile.
     const settleBoundMs = recoveryBoundMs + ttl * 1000 + 5000;
     let settledAt: number | undefined;
+    let lastSeen: string[] = [];
     while (Date.now() - quietAt < settleBoundMs) {
-      const leading = slots.filter((slot) => slot.process.child.exitCode === null && slot.process.isLeading());
-      const events = leading.length === 1 ? leading[0]!.process.events() : [];
+      const leading = slots.filter(leads);
+      lastSeen = leading.map((slot) => slot.id);
+      const events = leading.length === 1 ? leading[0]!.process.events().filter((line) => line.at >= leading[0]!.spawnedAt) : [];
       const selectedAt = events.filter((line) => line.event === 'select').at(-1)?.at ?? Number.POSITIVE_INFINITY;
       if (events.some((line) => line.event === 'refresh' && line.at > quietAt && line.at > selectedAt)) {
         settledAt = Date.now();
@@ -503,7 +522,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     }
     const late = lateDeselects(all);
     if (settledAt === undefined) {
-      violations.push(`the election never settled: no single leader had refreshed its hold ${settleBoundMs} ms after the faults stopped`);
+      violations.push(
+        `the election never settled: no single leader had refreshed its hold ${settleBoundMs} ms after the faults stopped (leading by their logs then: ${lastSeen.join(', ') || 'none'})`,
+      );
     } else {
       violations.push(...settledThroughout(all, settledAt, watchedUntil).map((message) => `the election did not stay settled after the faults stopped: ${message}`));
     }
