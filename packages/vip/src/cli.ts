@@ -4,18 +4,19 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { Candidate, type Holder, type LockStore } from '@vip/core';
-import { openStore } from './connection.js';
+import { openStore, redactConnectionString } from './connection.js';
 import { Supervisor } from './supervisor.js';
 
 const STORE_HELP = `--store URL      the store: etcd://h:2379[,h:2379], etcds://..., consul://h:8500,
-                   consuls://..., memory:// (default: $VIP_STORE)`;
+                   consuls://..., memory:// (default: $VIP_STORE). For Consul, an ACL
+                   token is taken from $CONSUL_HTTP_TOKEN, as the consul command does`;
 
 const HELP: Record<string, string> = {
   main: `vip: leader election over etcd and Consul from the shell
 
 Usage:
   vip run    --store URL --path P [options] -- COMMAND [ARGS...]
-  vip status --store URL --path P [--json]
+  vip status --store URL --path P [--json] [--timeout SECONDS]
   vip watch  --store URL --path P [--json]
   vip COMMAND --help
 
@@ -36,32 +37,40 @@ Usage: vip run --store URL --path P [options] -- COMMAND [ARGS...]
   --value V        a string every node sees while this node leads (default: '')
   --ttl SECONDS    how long the store keeps a leader that stopped refreshing (default 10;
                    Consul needs 10 to 86400)
-  --grace SECONDS  after SIGTERM, how long COMMAND may take to exit before SIGKILL when
-                   this node stops or is interrupted (default 10). When leadership is
-                   lost instead, COMMAND gets at most the safety margin (ttl/5): by then
-                   another node may be about to start its own copy
-  --restart        start COMMAND again when it exits while this node still leads
-                   (default: resign and exit with COMMAND's exit code, as consul lock does)
+  --grace SECONDS  on stop (SIGINT or SIGTERM to vip): how long COMMAND may take to exit
+                   after SIGTERM before SIGKILL (default 10; 0: SIGKILL right after SIGTERM).
+                   On loss of leadership the time between SIGTERM and SIGKILL is
+                   min(--grace, ttl/5), and both come before the local deadline (see below)
+  --restart        start COMMAND again when it exits while this node still leads, after a
+                   backoff (250 ms doubling to 10 s, with jitter; reset once COMMAND ran
+                   10 s). Default: resign and exit with COMMAND's exit code, as consul lock does
   -h, --help       this help
 
-COMMAND runs with VIP_TOKEN (the fencing token of this term), VIP_PATH, VIP_ID and VIP_VALUE
-in its environment. SIGINT or SIGTERM to vip go to COMMAND; once it has exited, vip resigns
-so another node takes over at once, and exits.
-If vip itself dies, even by SIGKILL, COMMAND is killed too (Linux: the parent-death signal,
-set with setpriv from util-linux). On other systems COMMAND may outlive a killed vip.
+COMMAND runs in a process group of its own with VIP_TOKEN (the fencing token of this term),
+VIP_PATH, VIP_ID and VIP_VALUE in its environment; signals go to the whole group.
+SIGINT or SIGTERM to vip go to COMMAND; once it has exited, vip resigns so another node
+takes over at once, and exits. When COMMAND exits, whatever it left running in its group is
+killed. When the store stops confirming leadership, COMMAND gets SIGTERM early enough that
+its SIGKILL (min(--grace, ttl/5) later) still comes before vip's local deadline
+(ttl - ttl/5 after the last confirmed refresh): by then another node may start its copy.
+If vip itself dies, even by SIGKILL, COMMAND and everything it started are killed too: a
+watchdog (sh) that outlives vip kills the group (Linux, macOS and other POSIX systems); on
+Linux the kernel's parent-death signal (setpriv from util-linux) backs it up.
 
 Example:
   vip run --store etcd://127.0.0.1:2379 --path /jobs/report --ttl 10 --grace 30 -- node report.js`,
   status: `vip status: who leads P now
 
-Usage: vip status --store URL --path P [--json]
+Usage: vip status --store URL --path P [--json] [--timeout SECONDS]
 
   ${STORE_HELP}
   --path P         the election key (required)
   --json           print {"leader": {"id", "value", "token"}} or {"leader": null}
+  --timeout SECONDS  give up when the store has not answered within SECONDS (default 5)
   -h, --help       this help
 
-Exit code: 0 when P has a leader, 3 when it has none, 2 on bad usage, 1 on store errors.
+Exit code: 0 when P has a leader, 3 when it has none, 2 on bad usage, 1 on store errors
+(including no answer within --timeout).
 
 Example:
   vip status --store consul://127.0.0.1:8500 --path jobs/report --json`,
@@ -96,8 +105,15 @@ const common = {
   help: { type: 'boolean', short: 'h', default: false },
 } as const satisfies ParseArgsConfig['options'];
 
-const runOptions = {
+const statusOptions = {
   ...common,
+  timeout: { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+const runOptions = {
+  store: common.store,
+  path: common.path,
+  help: common.help,
   id: { type: 'string' },
   value: { type: 'string' },
   ttl: { type: 'string' },
@@ -105,14 +121,18 @@ const runOptions = {
   restart: { type: 'boolean', default: false },
 } as const satisfies ParseArgsConfig['options'];
 
-function number(command: string, flag: string, text: string | undefined, fallback: number): number {
+function number(command: string, flag: string, text: string | undefined, fallback: number, zero = false): number {
   if (text === undefined) return fallback;
   const value = Number(text);
-  if (text.trim() === '' || !Number.isFinite(value) || value <= 0) {
-    throw new UsageError(`--${flag} must be a number of seconds greater than 0 (got ${JSON.stringify(text)})`, command);
+  if (text.trim() === '' || !Number.isFinite(value) || value < 0 || (value === 0 && !zero)) {
+    throw new UsageError(`--${flag} must be a number of seconds ${zero ? '>= 0' : 'greater than 0'} (got ${JSON.stringify(text)})`, command);
   }
   return value;
 }
+
+/** The adapter options the environment gives, as the stores' own tools read them. */
+const storeOptions = (): { consulToken?: string } =>
+  process.env.CONSUL_HTTP_TOKEN ? { consulToken: process.env.CONSUL_HTTP_TOKEN } : {};
 
 function required(command: string, values: { store?: string | undefined; path?: string | undefined }): { store: string; path: string } {
   const store = values.store ?? process.env.VIP_STORE;
@@ -135,21 +155,39 @@ async function follow(store: LockStore, path: string, signal: AbortSignal, onHol
   }
 }
 
+class StoreTimeout extends Error {}
+
 async function status(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: common, strict: true });
+  const { values } = parseArgs({ args: argv, options: statusOptions, strict: true });
   if (values.help) return help('status');
   const { store: url, path } = required('status', values);
-  const store = await openStore(url);
+  const seconds = number('status', 'timeout', values.timeout, 5);
+  const store = await openStore(url, storeOptions());
   const controller = new AbortController();
   let found: Holder | null = null;
+  // A store's watch retries an unreachable server on its own; the last error it
+  // reports (if it does) is the cause we give.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StoreTimeout()), seconds * 1000);
+  });
   try {
-    await follow(store, path, controller.signal, (holder) => {
-      found = holder;
-      return false;
-    });
+    await Promise.race([
+      follow(store, path, controller.signal, (holder) => {
+        found = holder;
+        return false;
+      }),
+      late,
+    ]);
+  } catch (error) {
+    const where = redactConnectionString(url);
+    const why = error instanceof StoreTimeout ? `no answer within ${seconds} s (--timeout)` : (error as Error).message;
+    throw new Error(`status: could not read ${JSON.stringify(path)} from the store ${where}: ${why}`, { cause: error });
   } finally {
+    clearTimeout(timer);
     controller.abort();
-    await store.close();
+    // Bounded: closing a client that never connected may wait on the server too.
+    await Promise.race([store.close().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
   }
   console.log(show(found, values.json));
   return found ? 0 : 3;
@@ -159,7 +197,7 @@ async function watch(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: common, strict: true });
   if (values.help) return help('watch');
   const { store: url, path } = required('watch', values);
-  const store = await openStore(url);
+  const store = await openStore(url, storeOptions());
   const controller = new AbortController();
   const stop = (): void => controller.abort();
   process.once('SIGINT', stop);
@@ -177,13 +215,20 @@ async function watch(argv: string[]): Promise<number> {
 }
 
 async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, options: runOptions, strict: true, allowPositionals: true });
+  const { values, positionals, tokens } = parseArgs({ args: argv, options: runOptions, strict: true, allowPositionals: true, tokens: true });
   if (values.help) return help('run');
   const { store: url, path } = required('run', values);
+  // The command is everything after "--", and only that: a stray word before it
+  // (a typo, a flag's value without its flag) must not be run as the command.
+  const terminator = tokens.find((token) => token.kind === 'option-terminator');
+  const stray = tokens.find((token) => token.kind === 'positional' && (terminator === undefined || token.index < terminator.index));
+  if (stray?.kind === 'positional') {
+    throw new UsageError(`unexpected argument ${JSON.stringify(stray.value)} before --; the command goes after --, e.g. -- node job.js`, 'run');
+  }
   if (positionals.length === 0) throw new UsageError('a command to run is required after --, e.g. -- node job.js', 'run');
   const ttl = number('run', 'ttl', values.ttl, 10);
-  const grace = number('run', 'grace', values.grace, 10);
-  const store = await openStore(url);
+  const grace = number('run', 'grace', values.grace, 10, true);
+  const store = await openStore(url, storeOptions());
   let candidate: Candidate;
   try {
     candidate = new Candidate(store, {

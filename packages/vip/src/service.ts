@@ -7,12 +7,28 @@
  * so the next leader never starts while this one is still winding down.
  */
 import { EventEmitter } from 'node:events';
-import { Candidate, describeValue, emitIsolated, VipOptionError, type CandidateEvents, type CandidateOptions, type DeselectReason, type LockStore } from '@vip/core';
+import {
+  Candidate,
+  describeValue,
+  emitIsolated,
+  systemClock,
+  VipOptionError,
+  type CandidateEvents,
+  type CandidateOptions,
+  type Clock,
+  type DeselectReason,
+  type LockStore,
+} from '@vip/core';
 import { openStore, parseConnectionString } from './connection.js';
+import { warnBeforeDeadline, warningLeadMs } from './early-warning.js';
 
 /** What `fn` gets each time this node becomes leader. */
 export interface LeaderContext {
-  /** Aborts when this term ends (deselect, stop), at the latest at the local deadline. */
+  /**
+   * Aborts when this term ends (deselect, stop), and at the latest a little
+   * before the local deadline when the store has not confirmed the hold
+   * (a quarter of the safety margin before it: see `warningLeadMs`).
+   */
   readonly signal: AbortSignal;
   /** The fencing token of this term: pass it to whatever you write to. */
   readonly token: bigint;
@@ -33,7 +49,10 @@ export interface ServiceOptions extends CandidateOptions {
   onError?: 'resign' | 'stop' | 'continue';
   /** Seconds a resigned node waits before campaigning again. Default: ttl. */
   resignHoldOff?: number;
-  /** Seconds `stop()` waits for `fn` to settle after aborting its signal. Default 10. */
+  /**
+   * Seconds `stop()` waits for `fn` to settle after aborting its signal, and a
+   * new term waits for the previous term's `fn` before calling `fn` again. Default 10.
+   */
   stopTimeout?: number;
 }
 
@@ -47,7 +66,10 @@ export class Service extends EventEmitter<CandidateEvents> {
   #candidate: Candidate | undefined;
   #store: LockStore | undefined;
   #ownsStore = false;
-  #term: { controller: AbortController; settled: Promise<void> } | undefined;
+  #term: { controller: AbortController; token: bigint; settled: Promise<void> } | undefined;
+  /** Every term's `fn` that has not settled yet, the current one included. */
+  readonly #unsettled = new Set<Promise<void>>();
+  readonly #clock: Clock;
   #starting: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
 
@@ -66,6 +88,7 @@ export class Service extends EventEmitter<CandidateEvents> {
       throw new VipOptionError('vip', 'stopTimeout', 'a number of seconds > 0', stopTimeout);
     }
     this.options = options;
+    this.#clock = options.clock ?? systemClock;
     this.#fn = fn;
     this.#storeSource = store;
     if (typeof store === 'string') {
@@ -146,13 +169,29 @@ export class Service extends EventEmitter<CandidateEvents> {
       this.#term = undefined;
       this.#forward('deselect', [reason]);
     });
+    // The signal aborts before the deadline, not at it (when the candidate deselects).
+    warnBeforeDeadline(candidate, {
+      clock: this.#clock,
+      leadMs: warningLeadMs(candidate.ttl(), this.options.safetyMargin, this.options.refreshInterval),
+      onWarn: (token, msLeft) => {
+        if (this.#term?.token !== token) return;
+        this.#term.controller.abort(
+          new Error(`leadership ending: the store has not confirmed the hold and the local deadline is ${Math.round(msLeft)} ms away`),
+        );
+      },
+    });
     return candidate;
   }
 
   #runTerm(candidate: Candidate, token: bigint): void {
     const controller = new AbortController();
     const context: LeaderContext = { signal: controller.signal, token, id: candidate.localid(), value: candidate.localvalue() };
+    const previous = [...this.#unsettled];
     const settled = (async () => {
+      // The previous term's fn may still be winding down (its signal aborted,
+      // its promise pending): two copies of the job must not overlap here either.
+      if (previous.length > 0) await this.#waitFor(previous, 'the previous term\'s leader function did not stop within %s s of its signal; starting the next term\'s anyway');
+      if (controller.signal.aborted) return; // this term ended while we waited
       try {
         await this.#fn(context);
       } catch (error) {
@@ -160,7 +199,9 @@ export class Service extends EventEmitter<CandidateEvents> {
         this.#failed(candidate, error);
       }
     })();
-    this.#term = { controller, settled };
+    this.#unsettled.add(settled);
+    void settled.finally(() => this.#unsettled.delete(settled));
+    this.#term = { controller, token, settled };
   }
 
   #failed(candidate: Candidate, error: unknown): void {
@@ -174,18 +215,21 @@ export class Service extends EventEmitter<CandidateEvents> {
     }
   }
 
+  /** Abort the current term's fn and wait (bounded) for every term's fn to settle. */
   async #endTerm(): Promise<void> {
-    const term = this.#term;
-    if (!term) return;
-    term.controller.abort(new Error('leadership ended: stopped'));
-    const limit = (this.options.stopTimeout ?? 10) * 1000;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), limit)));
-    const outcome = await Promise.race([term.settled.then(() => 'done' as const), late]);
-    clearTimeout(timer);
-    if (outcome === 'late') {
-      this.#forward('error', [new Error(`the leader function did not stop within ${limit / 1000} s of its signal; resigning anyway`)]);
-    }
+    this.#term?.controller.abort(new Error('leadership ended: stopped'));
+    if (this.#unsettled.size === 0) return;
+    await this.#waitFor([...this.#unsettled], 'the leader function did not stop within %s s of its signal; resigning anyway');
+  }
+
+  /** Wait for `settled`, at most stopTimeout seconds on the candidate's clock; past it, report `message`. */
+  async #waitFor(settled: Promise<void>[], message: string): Promise<void> {
+    const seconds = this.options.stopTimeout ?? 10;
+    let timer: ReturnType<Clock['setTimeout']> | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = this.#clock.setTimeout(() => resolve('late'), seconds * 1000)));
+    const outcome = await Promise.race([Promise.all(settled).then(() => 'done' as const), late]);
+    this.#clock.clearTimeout(timer!);
+    if (outcome === 'late') this.#forward('error', [new Error(message.replace('%s', String(seconds)))]);
   }
 
   /**

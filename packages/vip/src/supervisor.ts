@@ -1,33 +1,53 @@
 /**
  * Runs a child process only while a candidate leads (the engine of `vip run`).
  *
- * - select: start the child with VIP_TOKEN, VIP_PATH, VIP_ID, VIP_VALUE.
- * - leadership lost or expired: SIGTERM, then SIGKILL after `lossGrace`
- *   (at most the safety margin: by then another node may start its copy).
- * - the child exits by itself: restart it (`restart`), or resign and finish
- *   with its exit code, as `consul lock` does.
- * - SIGINT/SIGTERM to us: forwarded to the child; once it has exited (SIGKILL
- *   after `grace`), resign, then finish. The child stops before the key is released.
- * - we die, even by SIGKILL: on Linux the child gets SIGKILL from the kernel
- *   (parent-death signal, set by `setpriv --pdeathsig`), so a new leader's copy
- *   never runs beside an orphan of ours.
+ * - select: start the child with VIP_TOKEN, VIP_PATH, VIP_ID, VIP_VALUE, in a
+ *   process group of its own, so that everything it forks is signalled with it.
+ * - leadership ending: when the store has not confirmed the hold and the local
+ *   deadline is `lossGrace` + the early-warning lead away, SIGTERM the group;
+ *   SIGKILL it `lossGrace` later, still before the deadline (early-warning.ts).
+ *   When the store says the hold is gone (`lost`), SIGTERM at once, SIGKILL
+ *   after `lossGrace`.
+ * - the child exits by itself: restart it (`restart`, with backoff), or resign
+ *   and finish with its exit code, as `consul lock` does. Whatever it left in
+ *   its process group is killed first: nothing of ours outlives the term.
+ * - SIGINT/SIGTERM to us: forwarded to the group; once the child has exited
+ *   (SIGKILL after `grace`), resign, then finish. The child stops before the key is released.
+ * - we die, even by SIGKILL: a watchdog (a tiny `sh` in a session of its own,
+ *   reading a pipe from us) sees the pipe close and SIGKILLs the whole group.
+ *   That works wherever there is a POSIX sh (Linux, macOS, the BSDs). On Linux
+ *   the group's leader also gets the kernel's parent-death signal
+ *   (`setpriv --pdeathsig`), in case the watchdog itself was killed.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
-import type { Candidate } from '@vip/core';
+import { systemClock, type Candidate, type Clock, type TimerHandle } from '@vip/core';
+import { warnBeforeDeadline, warningLeadMs } from './early-warning.js';
 
 export interface SupervisorOptions {
   command: string;
   args: string[];
-  /** Seconds the child may take to exit after SIGTERM when we stop or are interrupted. */
+  /** Seconds the child may take to exit after SIGTERM when we stop or are interrupted (0: SIGKILL right after). */
   grace: number;
-  /** Seconds the child may take after SIGTERM when leadership is lost. Default: min(grace, ttl / 5). */
+  /** Seconds between SIGTERM and SIGKILL when leadership ends. Default: min(grace, ttl / 5). */
   lossGrace?: number;
+  /** The candidate's timings when not the defaults (ttl/5, ttl/3), for the early warning. */
+  safetyMargin?: number;
+  refreshInterval?: number;
   restart: boolean;
   log: (line: string) => void;
   /** Extra environment for the child (tests). */
   env?: NodeJS.ProcessEnv;
+  /** The candidate's clock (tests); default the system clock. */
+  clock?: Clock;
+  /** Randomness for the restart backoff's jitter (tests); default Math.random. */
+  random?: () => number;
 }
+
+/** --restart backoff: 250 ms, doubling, at most 10 s, jittered to [d/2, d]; reset once a child ran this long. */
+const RESTART_BASE_MS = 250;
+const RESTART_MAX_MS = 10_000;
+const RESTART_RESET_MS = 10_000;
 
 let setprivChecked: boolean | undefined;
 /** Whether `setpriv --pdeathsig` (util-linux) can be used here. */
@@ -39,42 +59,79 @@ function hasSetpriv(): boolean {
   return setprivChecked;
 }
 
+/** Process groups and the sh watchdog are POSIX; on Windows the child is signalled alone. */
+const POSIX = process.platform !== 'win32';
+
 function exitCodeOf(code: number | null, signal: NodeJS.Signals | null): number {
   if (code !== null) return code;
   const number = signal ? constants.signals[signal] : undefined;
   return number ? 128 + number : 1;
 }
 
+type Exit = { code: number | null; signal: NodeJS.Signals | null };
+
+/** One started child: its group, its watchdog and how it is being ended. */
+interface Running {
+  readonly child: ChildProcess;
+  readonly token: bigint;
+  readonly startedAt: number;
+  readonly exited: Promise<Exit>;
+  /** Set once we end it, so its exit is not taken as its own. */
+  ending: boolean;
+  killAt: number | undefined;
+  killTimer: TimerHandle | undefined;
+}
+
 export class Supervisor {
   readonly #candidate: Candidate;
   readonly #options: SupervisorOptions;
-  #child: ChildProcess | undefined;
-  #exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined;
-  /** Set while we are the ones ending the child, so its exit is not taken as its own. */
-  #killing = false;
+  readonly #clock: Clock;
+  #running: Running | undefined;
   #finishing = false;
   #finish!: (code: number) => void;
+  /** Restarts in a row of a child that did not run for RESTART_RESET_MS. */
+  #restarts = 0;
+  #restartTimer: TimerHandle | undefined;
 
   constructor(candidate: Candidate, options: SupervisorOptions) {
     this.#candidate = candidate;
     this.#options = options;
-    if (process.platform === 'linux' && !hasSetpriv()) {
-      options.log('setpriv (util-linux) not found: the command may outlive vip if vip is killed with SIGKILL');
-    }
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  /** Seconds between SIGTERM and SIGKILL when leadership ends. */
+  #lossGraceMs(): number {
+    return (this.#options.lossGrace ?? Math.min(this.#options.grace, this.#candidate.ttl() / 5)) * 1000;
   }
 
   /** Campaign and supervise until the child exits by itself or we are interrupted; resolves the exit code. */
   async run(): Promise<number> {
     const done = new Promise<number>((resolve) => (this.#finish = resolve));
     const candidate = this.#candidate;
+    const { command } = this.#options;
     candidate.on('select', (_value, _id, holder) => {
-      this.#options.log(`leading ${candidate.path()} (token ${holder.token}); starting ${this.#options.command}`);
+      this.#options.log(`leading ${candidate.path()} (token ${holder.token}); starting ${command}`);
+      this.#restarts = 0;
       void this.#start(holder.token);
     });
+    const lossGraceMs = this.#lossGraceMs();
+    const leadMs = warningLeadMs(candidate.ttl(), this.#options.safetyMargin, this.#options.refreshInterval);
+    const stopWarning = warnBeforeDeadline(candidate, {
+      clock: this.#clock,
+      // SIGTERM lossGrace before the SIGKILL, which comes `leadMs` before the deadline.
+      leadMs: leadMs + lossGraceMs,
+      onWarn: (token, msLeft) => {
+        if (this.#running?.token !== token) return;
+        this.#options.log(`the store has not confirmed leadership; ${Math.round(msLeft)} ms to the local deadline: stopping ${command}`);
+        void this.#end(Math.max(0, msLeft - leadMs));
+      },
+    });
     candidate.on('deselect', (reason) => {
+      this.#clearRestart();
       if (reason === 'stopped') return; // shutdown() already ended the child
-      this.#options.log(`no longer leading (${reason}); stopping ${this.#options.command}`);
-      void this.#end(this.#options.lossGrace ?? Math.min(this.#options.grace, candidate.ttl() / 5));
+      this.#options.log(`no longer leading (${reason}); stopping ${command}`);
+      // At the deadline the child must be gone: SIGKILL now if the warning's did not do it.
+      void this.#end(reason === 'expired' ? 0 : lossGraceMs);
     });
     candidate.on('change', (_value, leaderId) => {
       if (leaderId !== candidate.localid()) this.#options.log(leaderId ? `leader is ${leaderId}` : 'no leader');
@@ -87,18 +144,26 @@ export class Supervisor {
       await candidate.start();
       return await done;
     } finally {
+      stopWarning();
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
     }
   }
 
+  /** As SIGTERM to vip: end the child (SIGKILL after `grace`), resign, and let run() resolve. */
+  stop(): Promise<void> {
+    return this.#shutdown('SIGTERM');
+  }
+
   async #start(token: bigint): Promise<void> {
-    if (this.#exited) await this.#exited; // the previous term's child must be gone first
-    if (this.#finishing || !this.#candidate.isSelected() || this.#candidate.token() !== token) return;
+    if (this.#running) await this.#running.exited; // the previous child must be gone first
+    if (this.#finishing || this.#running || this.#candidate.token() !== token) return;
     const { command, args } = this.#options;
     const [file, argv] = hasSetpriv() ? ['setpriv', ['--pdeathsig', 'KILL', '--', command, ...args]] : [command, args];
     const child = spawn(file, argv, {
       stdio: 'inherit',
+      // A process group of its own (setsid): signals reach everything it forks.
+      detached: POSIX,
       env: {
         ...process.env,
         ...this.#options.env,
@@ -108,23 +173,39 @@ export class Supervisor {
         VIP_VALUE: this.#candidate.localvalue(),
       },
     });
-    this.#child = child;
-    this.#killing = false;
-    this.#exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => resolve({ code, signal }));
+    const watchdog = child.pid !== undefined && POSIX ? this.#watch(child.pid) : undefined;
+    const exited = new Promise<Exit>((resolve) => {
+      child.once('exit', (code, signal) => {
+        // What the child left in its group goes with it, before anything else
+        // happens (a restart, a resignation): nothing of this term outlives it.
+        // The group id cannot be reused while any member lives; the leader has
+        // just been reaped, so this is the last moment it surely names our group.
+        this.#signalGroup(child, 'SIGKILL');
+        watchdog?.kill('SIGKILL');
+        resolve({ code, signal });
+      });
       child.once('error', (error) => {
         this.#options.log(`could not start ${command}: ${error.message}`);
+        watchdog?.kill('SIGKILL');
         resolve({ code: 127, signal: null });
       });
     });
-    const { code, signal } = await this.#exited;
-    if (this.#child === child) this.#child = undefined;
-    this.#exited = undefined;
-    if (this.#killing || this.#finishing) return;
+    const running: Running = { child, token, startedAt: this.#clock.now(), exited, ending: false, killAt: undefined, killTimer: undefined };
+    this.#running = running;
+    const { code, signal } = await exited;
+    if (running.killTimer !== undefined) this.#clock.clearTimeout(running.killTimer);
+    this.#running = undefined;
+    if (running.ending || this.#finishing) return;
     const exitCode = exitCodeOf(code, signal);
     if (this.#options.restart && this.#candidate.token() === token) {
-      this.#options.log(`${command} exited (${signal ?? code}); restarting it (--restart)`);
-      void this.#start(token);
+      if (this.#clock.now() - running.startedAt >= RESTART_RESET_MS) this.#restarts = 0;
+      const ceiling = Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** this.#restarts++);
+      const delay = Math.round(ceiling * (0.5 + (this.#options.random ?? Math.random)() / 2));
+      this.#options.log(`${command} exited (${signal ?? code}); restarting it in ${delay} ms (--restart)`);
+      this.#restartTimer = this.#clock.setTimeout(() => {
+        this.#restartTimer = undefined;
+        void this.#start(token);
+      }, delay);
       return;
     }
     this.#options.log(`${command} exited (${signal ?? code}); resigning`);
@@ -133,27 +214,73 @@ export class Supervisor {
     this.#finish(exitCode);
   }
 
-  /** SIGTERM the child, SIGKILL it after `graceSeconds`, and wait for it to exit. */
-  async #end(graceSeconds: number, signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: NodeJS.Signals | null } | undefined> {
-    const child = this.#child;
-    const exited = this.#exited;
-    if (!child || !exited) return undefined;
-    this.#killing = true;
-    child.kill(signal);
-    const timer = setTimeout(() => {
-      this.#options.log(`${this.#options.command} still running ${graceSeconds} s after ${signal}; sending SIGKILL`);
-      child.kill('SIGKILL');
-    }, graceSeconds * 1000);
-    const result = await exited;
-    clearTimeout(timer);
-    return result;
+  /**
+   * A watchdog that outlives us: `sh` in a session of its own (a Ctrl-C to our
+   * group does not reach it), its stdin a pipe from us that nothing else holds
+   * (Node opens pipes close-on-exec). When we die, even by SIGKILL, the pipe
+   * reaches EOF and it SIGKILLs the child's whole group. We kill it ourselves
+   * once the group has exited, so it never signals a group id that is gone.
+   */
+  #watch(pgid: number): ChildProcess {
+    const watchdog = spawn('sh', ['-c', 'read _; kill -s KILL -- -"$1"', 'vip-watchdog', String(pgid)], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+      detached: true,
+    });
+    watchdog.on('error', (error) => this.#options.log(`could not start the watchdog (sh): ${error.message}; the command may outlive vip if vip is killed`));
+    // Neither it nor its pipe may keep us alive.
+    watchdog.unref();
+    (watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    return watchdog;
+  }
+
+  #signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+    if (child.pid === undefined) return;
+    try {
+      if (POSIX) process.kill(-child.pid, signal);
+      else child.kill(signal);
+    } catch {
+      // ESRCH: the group is already gone.
+    }
+  }
+
+  /**
+   * Send `signal` to the child's group (once) and SIGKILL it `graceMs` later;
+   * called again while it is ending, only ever brings the SIGKILL closer.
+   * Resolves when the child has exited.
+   */
+  #end(graceMs: number, signal: NodeJS.Signals = 'SIGTERM'): Promise<Exit> | undefined {
+    const running = this.#running;
+    if (!running) return undefined;
+    if (!running.ending) {
+      running.ending = true;
+      this.#options.log(`sending ${signal} to ${this.#options.command}; SIGKILL in ${Math.round(graceMs) / 1000} s`);
+      this.#signalGroup(running.child, signal);
+    }
+    const killAt = this.#clock.now() + graceMs;
+    if (running.killAt === undefined || killAt < running.killAt) {
+      if (running.killTimer !== undefined) this.#clock.clearTimeout(running.killTimer);
+      running.killAt = killAt;
+      running.killTimer = this.#clock.setTimeout(() => {
+        running.killTimer = undefined;
+        if (this.#running !== running) return;
+        this.#options.log(`${this.#options.command} still running; sending SIGKILL`);
+        this.#signalGroup(running.child, 'SIGKILL');
+      }, graceMs);
+    }
+    return running.exited;
+  }
+
+  #clearRestart(): void {
+    if (this.#restartTimer !== undefined) this.#clock.clearTimeout(this.#restartTimer);
+    this.#restartTimer = undefined;
   }
 
   async #shutdown(signal: NodeJS.Signals): Promise<void> {
     if (this.#finishing) return;
     this.#finishing = true;
+    this.#clearRestart();
     this.#options.log(`${signal}: stopping`);
-    const result = await this.#end(this.#options.grace, signal);
+    const result = await this.#end(this.#options.grace * 1000, signal);
     await this.#candidate.stop();
     this.#finish(result ? exitCodeOf(result.code, result.signal) : exitCodeOf(null, signal));
   }
