@@ -49,8 +49,9 @@ describe('consul: candidates in separate processes', () => {
     expect(deselect.at).toBeLessThanOrEqual(next.at);
     // Freed by the release, not by invalidation: Consul could not have
     // invalidated the session before heldUntil, and closing the store does not
-    // destroy a session that still holds a key. (Without the release this
-    // fails: test-integration/etcd/election.test.ts shows it on etcd.)
+    // destroy a session that still holds a key. Without the release this
+    // fails (run with VIP_NO_RELEASE=1 in the environment: the successor
+    // selects only after Consul invalidates the session, 2 × ttl after its last renew).
     expect(next.at).toBeLessThan(held.heldUntil);
     check();
   });
