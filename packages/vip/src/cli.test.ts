@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -94,12 +95,49 @@ describe('vip run', () => {
     await until(() => !alive(pid), `the command (pid ${pid}) to die with vip`);
   });
 
+  // The command forks a grandchild, as a shell script running a job in the background does.
+  const forking = (dir: string): string[] => ['sh', '-c', `sleep 300 & echo $! > "${dir}/grandchild"; wait`];
+  const grandchildOf = async (dir: string): Promise<number> => {
+    await until(() => existsSync(join(dir, 'grandchild')) && readFileSync(join(dir, 'grandchild'), 'utf8').endsWith('\n'), 'the grandchild');
+    const pid = Number(readFileSync(join(dir, 'grandchild'), 'utf8'));
+    expect(alive(pid)).toBe(true);
+    return pid;
+  };
+
+  it.runIf(process.platform !== 'win32')('never leaves a grandchild of the command running when vip is killed with SIGKILL', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vip-cli-'));
+    const run = vip(['run', '--store', 'memory://', '--path', '/job', '--', ...forking(dir)]);
+    const pid = await grandchildOf(dir);
+    run.child.kill('SIGKILL');
+    await run.exited;
+    await until(() => !alive(pid), `the grandchild (pid ${pid}) to die with vip`);
+  });
+
+  it.runIf(process.platform !== 'win32')('stopping vip ends the grandchildren of the command too', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vip-cli-'));
+    const run = vip(['run', '--store', 'memory://', '--path', '/job', '--', ...forking(dir)]);
+    const pid = await grandchildOf(dir);
+    run.child.kill('SIGTERM');
+    await run.exited;
+    await until(() => !alive(pid), `the grandchild (pid ${pid}) to end when vip stops`);
+  });
+
+  it('--grace 0 sends SIGKILL right after SIGTERM', async () => {
+    const run = vip(['run', '--store', 'memory://', '--path', '/job', '--grace', '0', '--', ...node(
+      'process.on("SIGTERM", () => {}); console.log("ready"); setInterval(() => {}, 1000)',
+    )]);
+    await until(() => run.out().includes('ready'), 'the command to start');
+    run.child.kill('SIGTERM');
+    expect((await run.exited).code).toBe(128 + 9);
+    expect(run.err()).toContain('SIGKILL in 0 s');
+  });
+
   it('--restart starts the command again when it exits while still leading', async () => {
     const run = vip(['run', '--store', 'memory://', '--path', '/job', '--restart', '--', ...node('console.log("run"); setTimeout(() => process.exit(3), 50)')]);
     await until(() => (run.out().match(/run/g) ?? []).length >= 3, 'three runs');
     run.child.kill('SIGTERM');
     await run.exited;
-    expect(run.err()).toContain('restarting it (--restart)');
+    expect(run.err()).toMatch(/restarting it in \d+ ms \(--restart\)/);
   });
 
   it('refuses bad usage with exit code 2 and a message naming the flag', async () => {
@@ -110,11 +148,18 @@ describe('vip run', () => {
       [['status', '--store', 'nope://x', '--path', '/j'], /unknown scheme "nope:\/\/"/],
       [['run', '--store', 'memory://', '--path', '', '--', 'true'], /--path is required/],
       [['bogus'], /unknown command "bogus"/],
+      [['run', '--store', 'memory://', '--path', '/j', 'extra', '--', 'true'], /unexpected argument "extra" before --; the command goes after --/],
+      [['run', '--store', 'memory://', '--path', '/j', 'true'], /unexpected argument "true" before --/],
+      [['run', '--store', 'memory://', '--path', '/j', '--json', '--', 'true'], /Unknown option '--json'/],
+      [['run', '--store', 'memory://', '--path', '/j', '--grace=-1', '--', 'true'], /--grace must be a number of seconds >= 0 \(got "-1"\)/],
+      [['status', '--store', 'memory://', '--path', '/j', '--timeout', '0'], /--timeout must be a number of seconds greater than 0/],
+      [['status', '--store', 'etcds://root:s3cret@h:99999', '--path', '/j'], /"etcds:\/\/root:\*\*\*@h:99999" has port 99999 out of range/],
     ];
     for (const [args, message] of cases) {
       const run = vip(args);
       expect((await run.exited).code, args.join(' ')).toBe(2);
       expect(run.err()).toMatch(message);
+      expect(run.err()).not.toContain('s3cret');
     }
   });
 
@@ -125,5 +170,37 @@ describe('vip run', () => {
       expect(run.out()).toContain(`vip ${command}`);
       expect(run.out()).toContain('Example:');
     }
+  });
+});
+
+describe('vip status', () => {
+  it('gives up after --timeout when the store does not answer, naming the store (password hidden) and the cause', async () => {
+    // A server that accepts connections and never answers: the store client waits (and retries) forever.
+    const sockets = new Set<import('node:net').Socket>();
+    const server = createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    try {
+      for (const scheme of ['etcd', 'consul']) {
+        const run = vip(['status', '--store', `${scheme}://root:s3cret@127.0.0.1:${port}`.replace(scheme === 'consul' ? 'root:s3cret@' : '', ''), '--path', 'j', '--timeout', '1']);
+        expect((await run.exited).code).toBe(1);
+        const store = scheme === 'consul' ? `consul://127.0.0.1:${port}` : `etcd://root:***@127.0.0.1:${port}`;
+        expect(run.err()).toBe(`vip: status: could not read "j" from the store ${store}: no answer within 1 s (--timeout)\n`);
+      }
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    }
+  }, 30_000);
+
+  it('reports a store that refuses the connection with exit code 1 and the cause', async () => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    await new Promise((resolve) => server.close(resolve));
+    const run = vip(['status', '--store', `consul://127.0.0.1:${port}`, '--path', 'j', '--timeout', '5']);
+    expect((await run.exited).code).toBe(1);
+    expect(run.err()).toContain(`could not read "j" from the store consul://127.0.0.1:${port}: `);
+    expect(run.err()).toContain('ECONNREFUSED');
   });
 });
