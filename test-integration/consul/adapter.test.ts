@@ -85,11 +85,31 @@ class Raw {
     if (!response.ok) throw new Error(`session/destroy: ${response.status} ${await response.text()}`);
   }
 
-  async session(id: string): Promise<{ ID: string; TTL: string; LockDelay: number; Behavior: string; Name: string } | undefined> {
+  async session(id: string): Promise<SessionInfo | undefined> {
     const response = await this.request('GET', `/v1/session/info/${id}?consistent`);
-    const sessions = (await response.json()) as { ID: string; TTL: string; LockDelay: number; Behavior: string; Name: string }[] | null;
+    const sessions = (await response.json()) as SessionInfo[] | null;
     return sessions?.[0];
   }
+}
+
+/**
+ * The npm `consul` client class, as @vip/consul depends on it (this workspace
+ * does not depend on `consul` itself): the class of a store's own client.
+ */
+type Consul = ConsulStore['client'];
+const Consul = new ConsulStore('consul://127.0.0.1:1').client.constructor as new (options: { host: string; port: number }) => Consul;
+
+/** GET /v1/session/info/:id, the fields these tests look at. */
+interface SessionInfo {
+  ID: string;
+  TTL: string;
+  LockDelay: number;
+  Behavior: string;
+  Name: string;
+  Node: string;
+  NodeChecks?: string[] | null;
+  Checks?: string[] | null;
+  ServiceChecks?: unknown[] | null;
 }
 
 /** A watch recorder stopped after the test. */
@@ -119,6 +139,13 @@ describe('ConsulStore: acquiring', () => {
     const session = (await raw.session(entry.Session!))!;
     // Consul's session, as this store creates it by default.
     expect(session).toMatchObject({ TTL: '10s', Behavior: 'delete', LockDelay: 0, Name: 'vip' });
+    // Bound to its TTL alone: no node check (Consul's default is the node's serfHealth), no service check.
+    expect(session.NodeChecks ?? []).toEqual([]);
+    expect(session.Checks ?? []).toEqual([]);
+    expect(session.ServiceChecks ?? []).toEqual([]);
+    const defaults = (await raw.session(await raw.createSession({ TTL: '10s' })))!;
+    expect(defaults.NodeChecks).toEqual(['serfHealth']); // what the store opts out of
+    await raw.destroySession(defaults.ID);
   });
 
   it('refuses a second acquisition and says who holds the key', async () => {
@@ -224,10 +251,12 @@ describe('ConsulStore: lock-delay', () => {
     expect(await contender.compareAndSwap(name, null, claim('b'), TTL)).toEqual({ ok: false, holder: null });
     expect(reads).toBe(0);
     kv.get = get;
+    // Refused ("free but not yet") until the delay is over, then won. No upper bound on when: the
+    // test's timeout catches a delay that never ends; the lower bound is Consul's promise (5 s
+    // from the invalidation, which came after destroyedAt; 1 s of slack for timer granularity).
     let result = await contender.compareAndSwap(name, null, claim('b'), TTL);
     while (!result.ok) {
       expect(result.holder).toBeNull();
-      expect(Date.now() - destroyedAt).toBeLessThan(8000);
       await sleep(250);
       result = await contender.compareAndSwap(name, null, claim('b'), TTL);
     }
@@ -239,7 +268,15 @@ describe('ConsulStore: lock-delay', () => {
     won(await quick.compareAndSwap(other, null, claim('a'), TTL));
     await raw.destroySession(await sessionOf(raw, other));
     won(await contender.compareAndSwap(other, null, claim('b'), TTL));
-  });
+
+    // lockDelay 'ttl': each session gets its own TTL as its lock delay (capped at Consul's 60 s).
+    const byTtl = open(shared, { lockDelay: 'ttl' });
+    const [ten, seventy] = [key('lock-delay-ttl-10'), key('lock-delay-ttl-70')];
+    won(await byTtl.compareAndSwap(ten, null, claim('a'), TTL));
+    won(await byTtl.compareAndSwap(seventy, null, claim('a'), 70));
+    expect((await raw.session(await sessionOf(raw, ten)))!.LockDelay).toBe(TTL * 1e9);
+    expect((await raw.session(await sessionOf(raw, seventy)))!.LockDelay).toBe(60 * 1e9);
+  }, 60_000);
 });
 
 describe('ConsulStore: refresh', () => {
@@ -300,11 +337,18 @@ describe('ConsulStore: refresh', () => {
     const store = open(consul.address, { requestTimeout: 1 });
     const name = key('sigstop');
     const held = won(await store.compareAndSwap(name, null, claim('a'), TTL));
+    // Which timeout the renew was sent with: requestTimeout bounds the wait, not the agent.
+    const session = store.client.session;
+    const renew = session.renew.bind(session);
+    const timeouts: unknown[] = [];
+    session.renew = ((options: Parameters<typeof renew>[0]) => {
+      timeouts.push((options as { timeout?: unknown }).timeout);
+      return renew(options);
+    }) as typeof session.renew;
     await consul.pause();
     try {
-      const started = Date.now();
       await expect(store.refresh(name, held, TTL)).rejects.toThrow(/timed out|timeout/i);
-      expect(Date.now() - started).toBeLessThan(3000);
+      expect(timeouts).toEqual([1000]);
       // A caller's own signal stops its wait sooner.
       const controller = new AbortController();
       const pending = store.refresh(name, held, TTL, controller.signal);
@@ -379,7 +423,7 @@ describe('ConsulStore: releasing and ownership', () => {
 });
 
 describe('ConsulStore: expiry', () => {
-  it(`a store that stops renewing loses the key between ttl and 2 × ttl (+ a little): ${TTL} s TTL`, async () => {
+  it(`a store that stops renewing loses the key, never before ttl (Consul: by about 2 × ttl): ${TTL} s TTL`, async () => {
     const store = open();
     const observer = open();
     const name = key('expiry');
@@ -387,14 +431,16 @@ describe('ConsulStore: expiry', () => {
     const held = won(await store.compareAndSwap(name, null, claim('a'), TTL));
     const recorder = record(observer, name);
     await recorder.until((holder) => holder?.token === held.token, 10_000, 'the holder');
-    // No refresh from here on: nothing renews the session.
-    await recorder.until((holder) => holder === null, (2 * TTL + 5) * 1000, 'the key freed by Consul');
-    const freedAfter = Date.now() - acquiredAt;
-    expect(freedAfter).toBeGreaterThanOrEqual(TTL * 1000);
-    expect(freedAfter).toBeLessThanOrEqual((2 * TTL + 3) * 1000);
+    // No refresh from here on: nothing renews the session. Consul promises not to invalidate it
+    // before ttl after its creation (the safety a leader's deadline rests on): that lower bound is
+    // asserted. Its 2 x ttl upper bound is no promise ("no explicit promise about the upper bound",
+    // agent/consul/session_ttl.go) and a loaded machine delays what the watch sees, so the wait is
+    // generous (4 x ttl) and only says that the key is freed at all.
+    await recorder.until((holder) => holder === null, 4 * TTL * 1000, 'the key freed by Consul');
+    expect(Date.now() - acquiredAt).toBeGreaterThanOrEqual(TTL * 1000);
     expect(await store.refresh(name, held, TTL)).toBeNull();
     won(await observer.compareAndSwap(name, null, claim('b'), TTL));
-  }, 60_000);
+  }, 90_000);
 });
 
 describe('ConsulStore: watch', () => {
@@ -420,12 +466,30 @@ describe('ConsulStore: watch', () => {
 
   it('ends when its signal aborts, at once (the blocking query is aborted)', async () => {
     const store = open(shared, { watchWait: 300 });
+    // Every read the watch sends, and how it ended.
+    const kv = store.client.kv;
+    const get = kv.get.bind(kv);
+    const reads: { wait?: string; outcome?: 'answered' | 'aborted' }[] = [];
+    kv.get = ((options: Parameters<typeof get>[0]) => {
+      const read: (typeof reads)[number] = { wait: (options as { wait?: string }).wait };
+      reads.push(read);
+      return get(options).then(
+        (answer) => ((read.outcome = 'answered'), answer),
+        (error: unknown) => {
+          read.outcome = 'aborted';
+          throw error;
+        },
+      );
+    }) as typeof get;
     const recorder = record(store, key('watch-abort'));
     await recorder.until((holder) => holder !== undefined, 10_000, 'the first state');
-    await sleep(100); // now in a 300 s blocking query
-    const started = Date.now();
+    // Wait until the watch has sent its 300 s blocking query (nothing changes the key).
+    for (let i = 0; i < 100 && reads.length < 2; i++) await sleep(20);
+    expect(reads.map((read) => read.wait)).toEqual([undefined, '300s']);
     await recorder.stop();
-    expect(Date.now() - started).toBeLessThan(500);
+    // stop() returned because the query was cancelled, not because Consul answered it.
+    expect(reads[1]!.outcome).toBe('aborted');
+    expect(reads).toHaveLength(2);
     expect(recorder.error).toBeUndefined();
   });
 
@@ -521,6 +585,46 @@ describe('ConsulStore: values and keys', () => {
 });
 
 describe('ConsulStore: arguments and connection strings', () => {
+  it('works through a Consul client it is given, and close() leaves that client usable', async () => {
+    const { hostname, port } = new URL(shared);
+    const client = new Consul({ host: hostname, port: Number(port) });
+    cleanup.push(async () => client.destroy());
+    const store = new ConsulStore(client);
+    expect(store.client).toBe(client);
+    const name = key('given-client');
+    const held = won(await store.compareAndSwap(name, null, claim('a'), TTL));
+    expect(await store.refresh(name, held, TTL)).toEqual(held);
+    expect((await store.compareAndSwap(name, held, null, TTL)).ok).toBe(true);
+    await store.close();
+    // Still connected: close() does not destroy a client it did not create.
+    const after = key('given-client-after-close');
+    expect(await client.kv.set(after, 'still usable')).toBe(true);
+    expect(((await client.kv.get(after)) as { Value: string } | undefined)?.Value).toBe('still usable');
+  });
+
+  it('recognises a client by its methods: a Consul from another copy of the package is used, not read as options', async () => {
+    const { hostname, port } = new URL(shared);
+    const client = new Consul({ host: hostname, port: Number(port) });
+    cleanup.push(async () => client.destroy());
+    // What another copy looks like from here: the same methods, another class.
+    const foreign = { kv: client.kv, session: client.session, transaction: client.transaction };
+    expect(foreign).not.toBeInstanceOf(Consul);
+    const store = open(shared);
+    const viaForeign = new ConsulStore(foreign as unknown as Consul);
+    cleanup.push(() => viaForeign.close());
+    expect(viaForeign.client).toBe(foreign);
+    const name = key('foreign-client');
+    const held = won(await viaForeign.compareAndSwap(name, null, claim('a'), TTL));
+    expect(await store.compareAndSwap(name, null, claim('b'), TTL)).toEqual({ ok: false, holder: held });
+  });
+
+  it('refuses an unknown connection option instead of connecting to 127.0.0.1:8500 without it', () => {
+    expect(() => new ConsulStore({ hostname: '127.0.0.1', port: 8500 } as never)).toThrow(
+      'ConsulStore: unknown option "hostname"; the connection options are host, port, secure, token, ca, cert, key',
+    );
+    expect(() => new ConsulStore('consul://h', { lockdelay: 15 } as never)).toThrow(/unknown option "lockdelay"/);
+  });
+
   it('refuses bad arguments at the call, naming them', async () => {
     const store = open();
     await expect(store.compareAndSwap('', null, claim('a'), TTL)).rejects.toThrow(/"key"/);
@@ -640,10 +744,13 @@ describe('ConsulStore: close() and with a Candidate', () => {
     expect(after, `open handles after close(): ${process.getActiveResourcesInfo().join(', ')}`).toBeLessThanOrEqual(before);
   });
 
-  it('two Candidates: one leads, and stopping it hands over in one watch round trip', async () => {
+  it('two Candidates: one leads, and stopping it hands over by its release, not by its session expiring', async () => {
     const path = `/${key('candidates')}`;
+    const raw = new Raw(shared);
     const [storeA, storeB] = [open(), open()];
-    const a = new Candidate(storeA, { path, id: 'a', value: 'http://a', ttl: 15 });
+    // a's session lives at least 60 s after its last renew: a handover that had waited for
+    // Consul to invalidate it could not have happened while it still exists.
+    const a = new Candidate(storeA, { path, id: 'a', value: 'http://a', ttl: 60 });
     const b = new Candidate(storeB, { path, id: 'b', value: 'http://b', ttl: 15 });
     const selected: string[] = [];
     a.on('select', () => selected.push('a'));
@@ -654,12 +761,16 @@ describe('ConsulStore: close() and with a Candidate', () => {
     cleanup.push(() => b.stop());
     cleanup.push(() => a.stop());
     expect(b.isSelected()).toBe(false);
-    const stoppedAt = Date.now();
+    const sessionA = await sessionOf(raw, path.slice(1));
+    const tokenA = a.token()!;
     await a.stop();
-    await b.whenSelected(AbortSignal.timeout(10_000));
-    expect(Date.now() - stoppedAt).toBeLessThan(3000);
+    await b.whenSelected(AbortSignal.timeout(30_000));
+    // b leads while a's session is still alive: the key went by a's release (one watch round
+    // trip), not by Consul invalidating the session.
+    expect(await raw.session(sessionA)).toBeDefined();
+    expect(await sessionOf(raw, path.slice(1))).not.toBe(sessionA);
     expect(selected).toEqual(['a', 'b']);
-    expect(b.token()).toBeGreaterThan(0n);
+    expect(b.token()).toBeGreaterThan(tokenA);
   });
 });
 
