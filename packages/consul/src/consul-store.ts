@@ -16,7 +16,10 @@
  *    LockDelay, 0 by default).
  * 3. A confirmed hold lasts at least `ttl` from the call: every confirmation
  *    (refresh, acquire, rewrite) rests on a session renew or create *sent after
- *    the call began* (sessions.ts), shared by concurrent callers.
+ *    the call began* (sessions.ts), shared by concurrent callers. Consul
+ *    keeps that promise on the TTL path only: a session invalidated early
+ *    (below) frees the key at once, and only a LockDelay of at least ttl then
+ *    keeps others from locking it within ttl of the confirmation.
  * 4. Ownership: a store only touches keys locked by one of its own sessions
  *    (`check-session`), so another process cannot replace or release them,
  *    even with the same id.

@@ -18,7 +18,8 @@
  *   one this call created, or an existing one confirmed by such a renew.
  *
  * Renew answering 404 means Consul no longer has the session (invalidated by
- * its TTL or its node's health check, or destroyed): it is `lost` for good,
+ * its TTL or by its node leaving the catalog, or destroyed; sessions have no
+ * health checks, see consul-http.ts createSession): it is `lost` for good,
  * every hold on it is gone, and the next `confirmed(ttl)` creates a new one.
  * Nothing here renews on a timer: a session lives exactly as long as some
  * caller keeps confirming it, so a process that stops refreshing stops
