@@ -229,7 +229,11 @@ export class Service extends EventEmitter<CandidateEvents> {
     const late = new Promise<'late'>((resolve) => (timer = this.#clock.setTimeout(() => resolve('late'), seconds * 1000)));
     const outcome = await Promise.race([Promise.all(settled).then(() => 'done' as const), late]);
     this.#clock.clearTimeout(timer!);
-    if (outcome === 'late') this.#forward('error', [new Error(message.replace('%s', String(seconds)))]);
+    if (outcome === 'late') {
+      // Given up on once: later terms and stops do not wait for these again.
+      for (const promise of settled) this.#unsettled.delete(promise);
+      this.#forward('error', [new Error(message.replace('%s', String(seconds)))]);
+    }
   }
 
   /**
