@@ -464,14 +464,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
     // ---- recovery --------------------------------------------------------------
     const quietAt = Date.now();
+    // The recovery bound, a ttl more for the new leader's first renewal (due
+    // ttl / 3 after its select), and 5 s of slack for a loaded machine: past
+    // it, the recovery check below has failed the run anyway.
+    const settleBoundMs = recoveryBoundMs + ttl * 1000 + 5000;
     const faultWindowMs = quietAt - started;
-    progress(`${elapsed()} faults stop; waiting for a leader (bound ${(recoveryBoundMs / 1000).toFixed(1)} s)`);
+    progress(`${elapsed()} faults stop; waiting for a settled leader (bound ${(settleBoundMs / 1000).toFixed(1)} s), then watching it for ${(ttl * 1.5).toFixed(1)} s`);
     // Settled: exactly one process leads by its log, and it has refreshed since
     // the faults stopped (the store took a renewal from it, so it is not a
     // leader left over from a fault, about to find its lease gone). Then watch
     // it for 1.5 x ttl, longer than a lease: settledThroughout below fails the
     // run if it announced a deselect or anybody else was selected meanwhile.
-    const settleBoundMs = recoveryBoundMs + ttl * 1000 + 5000;
     let settledAt: number | undefined;
     let lastSeen: string[] = [];
     while (Date.now() - quietAt < settleBoundMs) {

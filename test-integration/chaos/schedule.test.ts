@@ -1,5 +1,7 @@
+// The parts of the chaos run that need no servers: the schedule a seed draws,
+// and the guard that fails a run that proved nothing.
 import { describe, expect, it } from 'vitest';
-import { FAULTS, faultSchedule, type PlannedFault, type ScheduleOptions } from './chaos.js';
+import { FAULTS, faultSchedule, unexercised, type ChaosReport, type PlannedFault, type ScheduleOptions } from './chaos.js';
 
 const take = (seed: number, options: ScheduleOptions, n: number): PlannedFault[] => {
   const schedule = faultSchedule(seed, options);
@@ -61,5 +63,45 @@ describe('chaos: the fault schedule a seed replays', () => {
     const consul = take(99, { backend: 'consul', kinds: FAULTS.consul, candidates: 5, ttl: 3 }, 50).filter((plan) => plan.kind === 'pause');
     expect(consul.length).toBeGreaterThan(0);
     for (const plan of consul) expect(plan.ms).toBeGreaterThanOrEqual(1.2 * 6000);
+  });
+});
+
+describe('chaos: the guard against a run that proves nothing (npm test and npm run chaos alike)', () => {
+  const report = (changes: Partial<ChaosReport> = {}): ChaosReport => ({
+    backend: 'consul',
+    seed: 1,
+    candidates: 5,
+    ttl: 3,
+    faultWindowMs: 90_000,
+    faults: { kill: 2, pause: 2, cut: 2, stall: 2, restart: 2 } as ChaosReport['faults'],
+    faultLog: [],
+    terms: 8,
+    writes: { accepted: 300, refused: 1, late: 0 },
+    longestGapMs: 5000,
+    recoveryMs: 0,
+    recoveryBoundMs: 23_000,
+    lateDeselects: { count: 2, maxMs: 4000 },
+    pausedLeaders: { hit: 2, replaced: 1 },
+    violations: [],
+    log: [],
+    ...changes,
+  });
+
+  it('passes a run that did it all', () => {
+    expect(unexercised(report())).toEqual([]);
+  });
+
+  it('fails a run without accepted writes, with fewer than 3 terms, or with a kind of fault that never happened', () => {
+    expect(unexercised(report({ writes: { accepted: 0, refused: 0, late: 0 } }))).toEqual(['the fenced resource accepted no write: no leader did its work']);
+    expect(unexercised(report({ terms: 2 }))).toEqual([expect.stringMatching(/^only 2 term\(s\): leadership must change hands at least twice/)]);
+    expect(unexercised(report({ faults: { kill: 2, pause: 2, cut: 0, stall: 2, restart: 2 } as ChaosReport['faults'] }))).toEqual(['no fault of kind cut happened']);
+  });
+
+  it('fails a run whose pauses never caught a leader that was replaced while stopped, unless it had no pauses', () => {
+    expect(unexercised(report({ pausedLeaders: { hit: 2, replaced: 0 } }))).toEqual([
+      'no paused leader was replaced while stopped and announced its deselect after SIGCONT (2 of 2 pauses hit the leader): the paused-leader case did not happen',
+    ]);
+    // A run of stalls only (the unsafe-candidates test) pauses nobody: nothing to ask of it there.
+    expect(unexercised(report({ faults: { stall: 3 } as ChaosReport['faults'], pausedLeaders: { hit: 0, replaced: 0 } }))).toEqual([]);
   });
 });
