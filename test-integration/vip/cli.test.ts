@@ -77,6 +77,7 @@ describe('vip run against a real etcd', () => {
   it('two vip run processes: exactly one command runs; kill -9 of its vip kills it, and the other starts its own after the ttl', async () => {
     const { store, path, logFile } = await setup();
     const watcher = vip(['watch', '--store', store, '--path', path, '--json']);
+    await until(() => watcher.out().includes('\n'), 'the watcher to report the empty key');
     const first = vip(['run', '--store', store, '--path', path, '--id', 'first', '--ttl', String(TTL), '--', ...worker(logFile)]);
     await until(() => readLog(logFile).length === 1, 'the first command');
     const second = vip(['run', '--store', store, '--path', path, '--id', 'second', '--ttl', String(TTL), '--', ...worker(logFile)]);
