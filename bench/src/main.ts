@@ -1,33 +1,68 @@
 /**
  * Benchmarks against real servers started here (never mocks): failover
- * latency, time to first leader, store load and scale, with etcd3's own
- * Election side by side on the same etcd in the same run.
+ * latency, time to first leader, store load and scale, with the peers side by
+ * side on the same servers in the same run: etcd3's own Election, the seed
+ * module `locked` (etcd v2 API) and `consul lock` (the CLI of the Consul server).
  *
- *   npm run bench              quick mode (a few minutes)
- *   npm run bench -- --full    more trials, 10,000 elections, a minute of idle CPU
+ *   npm run bench              quick mode (under 3 minutes; fewer trials)
+ *   npm run bench -- --full    100 trials, 10,000 elections, a minute of idle CPU
  *
- * Writes BENCHMARKS.md at the repository root. Figures are from this run on
- * this machine: compare the ratios, not the absolute numbers, across machines.
+ * Writes BENCHMARKS.md at the repository root and bench/failover.svg. Figures
+ * are from this run on this machine: compare the ratios, not the absolute
+ * numbers, across machines.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { Agent, createServer, request, type Server } from 'node:http';
 import { createRequire } from 'node:module';
-import { cpus, totalmem } from 'node:os';
+import { cpus, release, totalmem, type as osType } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Candidate, type LockStore } from '@vip/core';
 import { ConsulStore } from '@vip/consul';
 import { EtcdStore } from '@vip/etcd';
-import { Election, repositoryRoot, startConsul, startEtcd, uniqueConsulPrefix, uniquePrefix, type EtcdCluster } from '@vip/test-integration/harness';
+import {
+  consulBinary,
+  repositoryRoot,
+  spawnJsonLines,
+  startConsul,
+  startEtcd,
+  track,
+  uniqueConsulPrefix,
+  uniquePrefix,
+  type ConsulAgent,
+  type EtcdCluster,
+  type JsonLinesProcess,
+} from '@vip/test-integration/harness';
 import { Etcd3 } from 'etcd3';
 
 const full = process.argv.includes('--full');
+const MODE = full ? 'full' : 'quick';
 const TRIALS = full ? 100 : 30;
+/** `locked` hands over only when the key's TTL runs out: its trials run this many at a time, each on its own key. */
+const LOCKED_TRIALS = full ? 100 : 20;
+const LOCKED_BATCH = 20;
+const CONSUL_LOCK_TRIALS = full ? 100 : 10;
+const CRASH_TRIALS = full ? 10 : 3;
 const SCALE = full ? [1000, 10_000] : [1000];
-const IDLE_SECONDS = full ? 60 : 10;
-const ETCD_TTL = 3;
-const CONSUL_TTL = 10;
-const CRASH_TRIALS = { etcd: full ? 10 : 5, consul: full ? 10 : 3 };
+const IDLE_SECONDS = full ? 60 : 5;
+/**
+ * One TTL for every implementation on both stores. Consul refuses session TTLs
+ * under its session_ttl_min (10 s by default): the benchmark's agent lowers it
+ * to 1 s, as the chaos run does, and ConsulStore is told so (minTtl).
+ */
+const TTL = 3;
+const CONSUL_MIN_TTL = 1;
+/**
+ * Store load is counted over this window. Consul's blocking queries (the
+ * watches) come back every 30 s when nothing changes (ConsulStore's default
+ * watchWait), so a shorter window would miss them or catch all of them at once.
+ */
+const ETCD_LOAD_SECONDS = 2 * TTL;
+const CONSUL_LOAD_SECONDS = 30;
+
+const began = performance.now();
+const elapsed = (): string => `${((performance.now() - began) / 1000).toFixed(0)} s`;
 
 interface Stats {
   n: number;
@@ -42,16 +77,28 @@ function stats(samples: number[]): Stats {
   return { n: sorted.length, p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1] ?? Number.NaN };
 }
 
-const ms = (value: number): string => (value >= 100 ? value.toFixed(0) : value.toFixed(1));
-const log = (line: string): void => console.log(`[bench] ${line}`);
+const ms = (value: number): string => (Number.isNaN(value) ? '–' : value >= 100 ? value.toFixed(0) : value.toFixed(1));
+const log = (line: string): void => console.log(`[bench ${elapsed()}] ${line}`);
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(condition: () => boolean, what: string, timeoutMs: number): Promise<void> {
+  const start = Date.now();
+  while (!condition()) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 1. Graceful failover
 
 /** Two candidates on separate store clients (as two processes); the leader stops; time until the other's select. */
-async function gracefulVip(stores: [LockStore, LockStore], prefix: string, ttl: number): Promise<number[]> {
+async function gracefulVip(stores: [LockStore, LockStore], prefix: string): Promise<number[]> {
   const samples: number[] = [];
   for (let i = 0; i < TRIALS; i++) {
     const path = `${prefix}graceful-${i}`;
-    const a = new Candidate(stores[0], { path, id: 'a', ttl });
-    const b = new Candidate(stores[1], { path, id: 'b', ttl });
+    const a = new Candidate(stores[0], { path, id: 'a', ttl: TTL });
+    const b = new Candidate(stores[1], { path, id: 'b', ttl: TTL });
     await a.start();
     await a.whenSelected();
     await b.start();
@@ -66,17 +113,17 @@ async function gracefulVip(stores: [LockStore, LockStore], prefix: string, ttl: 
 }
 
 /** The same with etcd3's Election: the leader resigns, the other's campaign resolves. */
-async function gracefulEtcd3(hosts: string[], prefix: string, ttl: number): Promise<number[]> {
+async function gracefulEtcd3(hosts: string[], prefix: string): Promise<number[]> {
   const clients = [new Etcd3({ hosts }), new Etcd3({ hosts })] as const;
   const samples: number[] = [];
   try {
     for (let i = 0; i < TRIALS; i++) {
       const name = `${prefix}etcd3-graceful-${i}`;
-      const first = clients[0].election(name, ttl).campaign('a');
+      const first = clients[0].election(name, TTL).campaign('a');
       await new Promise<void>((resolve, reject) => first.once('elected', resolve).once('error', reject));
-      const second = clients[1].election(name, ttl).campaign('b');
+      const second = clients[1].election(name, TTL).campaign('b');
       const elected = new Promise<void>((resolve, reject) => second.once('elected', resolve).once('error', reject));
-      await new Promise((resolve) => setTimeout(resolve, 20)); // let the second campaign reach its wait
+      await sleep(20); // let the second campaign reach its wait
       const started = performance.now();
       await first.resign();
       await elected;
@@ -85,32 +132,6 @@ async function gracefulEtcd3(hosts: string[], prefix: string, ttl: number): Prom
     }
   } finally {
     for (const client of clients) client.close();
-  }
-  return samples;
-}
-
-/**
- * Crash failover: two candidate processes; the leader gets SIGKILL; time until
- * the other is selected (the server must first expire the dead leader's hold).
- */
-async function crashVip(backend: 'etcd' | 'consul', address: string, prefix: string, ttl: number, trials: number): Promise<number[]> {
-  const samples: number[] = [];
-  for (let i = 0; i < trials; i++) {
-    const election = new Election();
-    try {
-      const path = `${prefix}crash-${i}`;
-      const nodes = ['a', 'b'].map((id) => election.spawn({ backend, address, path, id, ttl }));
-      await election.until(() => election.leaders().length === 1 && nodes.every((node) => node.events('started').length > 0), 'a leader');
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      const leader = election.leaders()[0]!;
-      await leader.kill();
-      const killedAt = leader.deaths[0]!;
-      await election.until(() => election.leaders().length === 1, 'the takeover', (3 * ttl + 10) * 1000);
-      const select = election.log.find((line) => line.event === 'select' && line.at > killedAt)!;
-      samples.push(select.at - killedAt);
-    } finally {
-      await election.close();
-    }
   }
   return samples;
 }
@@ -124,35 +145,175 @@ interface LockedNode {
 const locked = createRequire(import.meta.url)('locked') as (hosts: string) => (options: object) => LockedNode;
 
 /**
- * `locked`'s graceful failover: the leader calls stop(). It never deletes its
- * key, so the other node takes over when the key's TTL runs out.
+ * `locked`'s graceful failover: the leader calls stop(). Its stop() deletes
+ * nothing (see its index.js), so each trial lasts about a TTL: trials run
+ * LOCKED_BATCH at a time, each pair on its own key with its own clients.
  */
-async function gracefulLocked(host: string, trials: number, ttl: number): Promise<number[]> {
+async function gracefulLocked(host: string, trials: number): Promise<number[]> {
   const locker = locked(host);
   const samples: number[] = [];
-  for (let i = 0; i < trials; i++) {
+  const trial = async (i: number): Promise<void> => {
     const path = `/bench/locked-graceful-${Date.now()}-${i}`;
-    const [a, b] = (['a', 'b'] as const).map((id) => locker({ id, path, value: `value of ${id}`, ttl }));
+    const [a, b] = (['a', 'b'] as const).map((id) => locker({ id, path, value: `value of ${id}`, ttl: TTL }));
     const aSelected = new Promise<void>((resolve) => a!.on('select', resolve));
     a!.start();
     await aSelected;
     const bSelected = new Promise<void>((resolve) => b!.on('select', resolve));
     b!.start();
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
     const started = performance.now();
     a!.stop();
     await bSelected;
     samples.push(performance.now() - started);
     b!.stop();
+  };
+  for (let i = 0; i < trials; i += LOCKED_BATCH) {
+    await Promise.all(Array.from({ length: Math.min(LOCKED_BATCH, trials - i) }, (_, j) => trial(i + j)));
   }
   return samples;
 }
 
+/**
+ * What etcd does with the key of one `locked` node running alone for 2 × ttl + 1 s,
+ * read from etcd's v2 watch: how often the node wrote it and how often etcd
+ * expired it. A refresh that extends the key would leave no expiry.
+ */
+async function lockedKeyHistory(endpoint: string, host: string): Promise<{ seconds: number; writes: number; expiries: number }> {
+  const path = `/bench/locked-alone-${Date.now()}`;
+  const url = `${endpoint}/v2/keys${path}`;
+  let next = Number((await fetch(url)).headers.get('x-etcd-index')) + 1;
+  const seconds = 2 * TTL + 1;
+  const stop = AbortSignal.timeout(seconds * 1000);
+  const history = { seconds, writes: 0, expiries: 0 };
+  const node = locked(host)({ id: 'alone', path, value: 'value of alone', ttl: TTL });
+  node.start();
+  try {
+    while (!stop.aborted) {
+      const change = (await (await fetch(`${url}?wait=true&waitIndex=${next}`, { signal: stop })).json()) as { action: string; node: { modifiedIndex: number } };
+      next = change.node.modifiedIndex + 1;
+      if (change.action === 'expire') history.expiries++;
+      else history.writes++;
+    }
+  } catch (error) {
+    if (!stop.aborted) throw error;
+  } finally {
+    node.stop();
+  }
+  return history;
+}
+
+/** A `consul lock` process whose child prints `started ID`; every stdout line with the time it arrived. */
+function consulLock(agent: ConsulAgent, prefix: string, id: string): { lines: { at: number; text: string }[]; child: ReturnType<typeof spawn>; exited: Promise<unknown> } {
+  // -pass-stdin hands our pipe to the child: if this process dies, the child
+  // (cat) reads EOF and exits, so nothing outlives the benchmark; `consul
+  // lock` itself is registered with the harness's watchdog.
+  const child = spawn(consulBinary(), ['lock', '-verbose', '-pass-stdin', `-http-addr=${agent.address}`, prefix, `echo started ${id}; exec cat > /dev/null`], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const exited = track(child);
+  const lines: { at: number; text: string }[] = [];
+  let buffer = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (chunk: string) => {
+    const at = performance.now();
+    buffer += chunk;
+    for (let i; (i = buffer.indexOf('\n')) >= 0; buffer = buffer.slice(i + 1)) lines.push({ at, text: buffer.slice(0, i).trim() });
+  });
+  child.stderr!.resume();
+  child.stdin!.on('error', () => {});
+  return { lines, child, exited };
+}
+
+/**
+ * `consul lock`'s graceful failover: two `consul lock` processes on one prefix;
+ * SIGTERM to the holder (it stops its child, releases the lock and destroys
+ * its session); time until the other's child prints its first line. That
+ * includes starting the child (a shell), which vip's select does not.
+ */
+async function gracefulConsulLock(agent: ConsulAgent, prefix: string, trials: number): Promise<{ samples: number[]; failures: string[] }> {
+  const samples: number[] = [];
+  const failures: string[] = [];
+  for (let i = 0; i < trials; i++) {
+    const key = `${prefix}consul-lock-${i}`;
+    const a = consulLock(agent, key, 'a');
+    let b: ReturnType<typeof consulLock> | undefined;
+    try {
+      await until(() => a.lines.some((line) => line.text === 'started a'), 'the first consul lock to run its child', 10_000);
+      b = consulLock(agent, key, 'b');
+      const waiter = b;
+      await until(() => waiter.lines.some((line) => line.text === 'Attempting lock acquisition'), 'the second consul lock to try the lock', 10_000);
+      await sleep(100); // let it reach its blocking query
+      if (waiter.lines.some((line) => line.text === 'started b')) throw new Error('the second consul lock ran its child while the first held the lock');
+      const started = performance.now();
+      a.child.kill('SIGTERM');
+      await until(() => waiter.lines.some((line) => line.text === 'started b'), 'the second consul lock to run its child', 20_000);
+      samples.push(waiter.lines.find((line) => line.text === 'started b')!.at - started);
+    } catch (error) {
+      failures.push((error as Error).message);
+    } finally {
+      for (const lock of [a, b]) {
+        if (!lock) continue;
+        lock.child.kill('SIGTERM');
+        await Promise.race([lock.exited, sleep(10_000)]);
+        lock.child.kill('SIGKILL');
+        await lock.exited;
+      }
+    }
+  }
+  return { samples, failures };
+}
+
+// ---------------------------------------------------------------------------
+// 2. Crash failover
+
+interface EventLine {
+  at: number;
+  id: string;
+  event: string;
+}
+
+const fixture = join(repositoryRoot, 'test-integration', 'fixtures', 'candidate.mjs');
+const worker = fileURLToPath(new URL('./worker.js', import.meta.url));
+
+/**
+ * Two candidate processes (any implementation that logs `started`, `select`
+ * and `deselect` lines with the machine clock); the leader gets SIGKILL; time
+ * from the moment the SIGKILL is sent until the other logs its select. The
+ * same baseline for every implementation. Every process is spawned through the
+ * harness, so its watchdog kills it if the benchmark dies.
+ */
+async function crashTrials(spawnOne: (id: string, trial: number) => JsonLinesProcess<EventLine>, trials: number): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < trials; i++) {
+    const nodes = ['a', 'b'].map((id) => ({ id, process: spawnOne(id, i) }));
+    try {
+      const leading = (node: (typeof nodes)[number]): boolean =>
+        node.process.lines.filter((line) => line.event === 'select' || line.event === 'deselect').at(-1)?.event === 'select';
+      const settled = (): boolean => nodes.every((node) => node.process.lines.some((line) => line.event === 'started')) && nodes.filter(leading).length === 1;
+      await until(settled, 'one leader among two started candidates', 30_000);
+      await sleep(500);
+      await until(settled, 'one leader among two started candidates', 30_000);
+      const leader = nodes.find(leading)!;
+      const other = nodes.find((node) => node !== leader)!;
+      const killedAt = Date.now();
+      await leader.process.kill('SIGKILL');
+      const select = await other.process.waitFor((line) => line.event === 'select' && line.at >= killedAt, (3 * TTL + 10) * 1000);
+      samples.push(select.at - killedAt);
+    } finally {
+      await Promise.all(nodes.map((node) => node.process.kill('SIGKILL')));
+    }
+  }
+  return samples;
+}
+
+// ---------------------------------------------------------------------------
+// 3. Time to first leader
+
 /** start() to select on a key nobody else wants. */
-async function firstLeaderVip(store: LockStore, prefix: string, ttl: number): Promise<number[]> {
+async function firstLeaderVip(store: LockStore, prefix: string): Promise<number[]> {
   const samples: number[] = [];
   for (let i = 0; i < TRIALS; i++) {
-    const candidate = new Candidate(store, { path: `${prefix}first-${i}`, ttl });
+    const candidate = new Candidate(store, { path: `${prefix}first-${i}`, ttl: TTL });
     const started = performance.now();
     await candidate.start();
     await candidate.whenSelected();
@@ -162,13 +323,13 @@ async function firstLeaderVip(store: LockStore, prefix: string, ttl: number): Pr
   return samples;
 }
 
-async function firstLeaderEtcd3(hosts: string[], prefix: string, ttl: number): Promise<number[]> {
+async function firstLeaderEtcd3(hosts: string[], prefix: string): Promise<number[]> {
   const client = new Etcd3({ hosts });
   const samples: number[] = [];
   try {
     for (let i = 0; i < TRIALS; i++) {
       const started = performance.now();
-      const campaign = client.election(`${prefix}etcd3-first-${i}`, ttl).campaign('x');
+      const campaign = client.election(`${prefix}etcd3-first-${i}`, TTL).campaign('x');
       await new Promise<void>((resolve, reject) => campaign.once('elected', resolve).once('error', reject));
       samples.push(performance.now() - started);
       await campaign.resign();
@@ -179,108 +340,146 @@ async function firstLeaderEtcd3(hosts: string[], prefix: string, ttl: number): P
   return samples;
 }
 
+// ---------------------------------------------------------------------------
+// 4. Store load
+
+interface Load {
+  /** Requests (etcd: gRPC messages received) per idle election per TTL. */
+  requests: number;
+  /** etcd only: gRPC streams opened per idle election per TTL. */
+  streams?: number;
+  /** Consul only: the requests by kind, e.g. "PUT /v1/session/renew 1.00". */
+  detail?: string;
+}
+
 /**
- * Every gRPC message etcd has received so far (its own Prometheus counter):
- * unary requests and each message on a stream alike (a keepalive stream's
- * messages would not show in grpc_server_handled_total until it ends).
+ * etcd's own Prometheus counters: every gRPC message received (unary requests
+ * and each message on a stream alike; a keepalive stream's messages would not
+ * show in grpc_server_handled_total until it ends), and every stream or call started.
  */
-async function etcdRequests(etcd: EtcdCluster): Promise<number> {
+async function etcdCounters(etcd: EtcdCluster): Promise<{ messages: number; started: number }> {
   const text = await (await fetch(`${etcd.endpoints[0]}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split('\n')) if (line.startsWith('grpc_server_msg_received_total{')) total += Number(line.split(' ').pop());
-  return total;
+  const sum = (name: string): number =>
+    text
+      .split('\n')
+      .filter((line) => line.startsWith(`${name}{`))
+      .reduce((total, line) => total + Number(line.split(' ').pop()), 0);
+  return { messages: sum('grpc_server_msg_received_total'), started: sum('grpc_server_started_total') };
 }
 
-/** Requests per idle election per TTL: `count` leaders on one store, idle for two TTLs. */
-async function loadVip(etcd: EtcdCluster, prefix: string, count: number): Promise<number> {
-  const store = new EtcdStore(etcd.endpoints);
-  const candidates = Array.from({ length: count }, (_, i) => new Candidate(store, { path: `${prefix}load-${count}-${i}`, ttl: ETCD_TTL }));
-  await Promise.all(candidates.map((candidate) => candidate.start()));
-  await Promise.all(candidates.map((candidate) => candidate.whenSelected()));
-  const before = await etcdRequests(etcd);
-  await new Promise((resolve) => setTimeout(resolve, 2 * ETCD_TTL * 1000));
-  const after = await etcdRequests(etcd);
-  await Promise.all(candidates.map((candidate) => candidate.stop()));
-  await store.close();
-  return (after - before) / count / 2;
+/** `count` idle leaders on one store for ETCD_LOAD_SECONDS, counted by etcd. */
+async function etcdLoad(etcd: EtcdCluster, count: number, setUp: () => Promise<() => Promise<void>>): Promise<Load> {
+  const tearDown = await setUp();
+  const before = await etcdCounters(etcd);
+  await sleep(ETCD_LOAD_SECONDS * 1000);
+  const after = await etcdCounters(etcd);
+  await tearDown();
+  const perTtl = count * (ETCD_LOAD_SECONDS / TTL);
+  return { requests: (after.messages - before.messages) / perTtl, streams: (after.started - before.started) / perTtl };
 }
 
-async function loadEtcd3(etcd: EtcdCluster, prefix: string, count: number): Promise<number> {
-  const client = new Etcd3({ hosts: etcd.endpoints });
-  const campaigns = Array.from({ length: count }, (_, i) => client.election(`${prefix}etcd3-load-${count}-${i}`, ETCD_TTL).campaign('x'));
-  await Promise.all(campaigns.map((campaign) => new Promise<void>((resolve) => campaign.once('elected', resolve))));
-  const before = await etcdRequests(etcd);
-  await new Promise((resolve) => setTimeout(resolve, 2 * ETCD_TTL * 1000));
-  const after = await etcdRequests(etcd);
-  await Promise.all(campaigns.map((campaign) => campaign.resign()));
-  client.close();
-  return (after - before) / count / 2;
+function vipLeaders(store: LockStore, prefix: string, count: number): () => Promise<() => Promise<void>> {
+  return async () => {
+    const candidates = Array.from({ length: count }, (_, i) => new Candidate(store, { path: `${prefix}load-${count}-${i}`, ttl: TTL }));
+    await Promise.all(candidates.map((candidate) => candidate.start()));
+    await Promise.all(candidates.map((candidate) => candidate.whenSelected()));
+    return async () => {
+      await Promise.all(candidates.map((candidate) => candidate.stop()));
+      await store.close();
+    };
+  };
 }
+
+function etcd3Leaders(hosts: string[], prefix: string, count: number): () => Promise<() => Promise<void>> {
+  return async () => {
+    const client = new Etcd3({ hosts });
+    const campaigns = Array.from({ length: count }, (_, i) => client.election(`${prefix}etcd3-load-${count}-${i}`, TTL).campaign('x'));
+    await Promise.all(campaigns.map((campaign) => new Promise<void>((resolve, reject) => campaign.once('elected', resolve).once('error', reject))));
+    return async () => {
+      await Promise.all(campaigns.map((campaign) => campaign.resign()));
+      client.close();
+    };
+  };
+}
+
+/** An HTTP proxy in front of the Consul agent that counts requests by method and path (the key left out). */
+async function countingProxy(agent: ConsulAgent): Promise<{ url: string; counts: Map<string, number>; close: () => Promise<void> }> {
+  const counts = new Map<string, number>();
+  const upstream = new Agent({ keepAlive: true });
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? '').split('?')[0]!;
+    const kind = `${req.method} ${/^\/v1\/kv\//.test(path) ? '/v1/kv/…' : path.replace(/^(\/v1\/session\/\w+)\/.*$/, '$1/…')}`;
+    counts.set(kind, (counts.get(kind) ?? 0) + 1);
+    const forward = request({ host: agent.host, port: agent.port, path: req.url, method: req.method, headers: req.headers, agent: upstream }, (response) => {
+      res.writeHead(response.statusCode ?? 502, response.headers);
+      response.pipe(res);
+    });
+    forward.on('error', () => res.destroy());
+    req.pipe(forward);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `consul://127.0.0.1:${port}`,
+    counts,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      upstream.destroy();
+    },
+  };
+}
+
+/** `count` idle vip leaders on one ConsulStore for CONSUL_LOAD_SECONDS, counted by a proxy in front of the agent. */
+async function consulLoad(agent: ConsulAgent, prefix: string, count: number): Promise<Load> {
+  const proxy = await countingProxy(agent);
+  try {
+    const store = new ConsulStore(proxy.url, { minTtl: CONSUL_MIN_TTL });
+    const tearDown = await vipLeaders(store, `${prefix}${count}-`, count)();
+    const before = new Map(proxy.counts);
+    await sleep(CONSUL_LOAD_SECONDS * 1000);
+    const during = [...proxy.counts].map(([kind, n]) => [kind, n - (before.get(kind) ?? 0)] as const).filter(([, n]) => n > 0);
+    await tearDown();
+    const perTtl = count * (CONSUL_LOAD_SECONDS / TTL);
+    return {
+      requests: during.reduce((total, [, n]) => total + n, 0) / perTtl,
+      detail: during
+        .sort((x, y) => y[1] - x[1])
+        .map(([kind, n]) => `${kind} ${(n / perTtl).toFixed(count > 1 ? 3 : 2)}`)
+        .join(', '),
+    };
+  } finally {
+    await proxy.close();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 5. Scale
 
 interface Scale {
   count: number;
   settleMs: number;
   rssMb: number;
   idleCpuPercent: number;
-  /** Set when the implementation could not run this many elections. */
+  /** Set when the implementation could not run this many elections: the errors it reported. */
   failed?: string;
 }
 
-const worker = fileURLToPath(new URL('./worker.js', import.meta.url));
-
-/** `count` elections in a process of their own (vip or etcd3 Election): time until all lead, memory, idle CPU. */
-function scaleIn(kind: 'vip' | 'etcd3', endpoints: string[], prefix: string, count: number): Scale {
-  const result = spawnSync(process.execPath, [worker, 'scale', kind, endpoints.join(','), String(count), String(IDLE_SECONDS), prefix], {
-    encoding: 'utf8',
-    timeout: (IDLE_SECONDS + 300) * 1000,
-  });
-  if (result.status !== 0) {
-    const reason = /Error[^\n]*/.exec(result.stderr)?.[0] ?? `exit code ${result.status}`;
-    log(`scale: ${kind} with ${count} elections failed: ${reason}`);
-    return { count, settleMs: Number.NaN, rssMb: Number.NaN, idleCpuPercent: Number.NaN, failed: reason.slice(0, 120) };
-  }
-  return JSON.parse(result.stdout.trim().split('\n').pop()!) as Scale;
-}
-
-/** etcd3's Election in two processes; the leader gets SIGKILL; time until the other is elected. */
-async function crashEtcd3(endpoints: string[], prefix: string, ttl: number, trials: number): Promise<number[]> {
-  const samples: number[] = [];
-  for (let i = 0; i < trials; i++) {
-    const name = `${prefix}etcd3-crash-${i}`;
-    const events: { at: number; id: string; event: string }[] = [];
-    const children = ['a', 'b'].map((id) => {
-      const child = spawn(process.execPath, [worker, 'etcd3-candidate', endpoints.join(','), name, id, String(ttl)], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let buffer = '';
-      child.stdout.on('data', (chunk: Buffer) => {
-        buffer += chunk.toString();
-        let newline: number;
-        while ((newline = buffer.indexOf('\n')) >= 0) {
-          events.push(JSON.parse(buffer.slice(0, newline)) as { at: number; id: string; event: string });
-          buffer = buffer.slice(newline + 1);
-        }
-      });
-      return { id, child };
-    });
-    try {
-      const until = async (condition: () => boolean, ms: number): Promise<void> => {
-        const start = Date.now();
-        while (!condition()) {
-          if (Date.now() - start > ms) throw new Error('etcd3 crash trial timed out');
-          await new Promise((resolve) => setTimeout(resolve, 10));
-        }
-      };
-      await until(() => events.filter((e) => e.event === 'started').length === 2 && events.some((e) => e.event === 'select'), 30_000);
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      const leader = events.find((e) => e.event === 'select')!.id;
-      const killedAt = Date.now();
-      children.find((c) => c.id === leader)!.child.kill('SIGKILL');
-      await until(() => events.some((e) => e.event === 'select' && e.id !== leader), (3 * ttl + 10) * 1000);
-      samples.push(events.find((e) => e.event === 'select' && e.id !== leader)!.at - killedAt);
-    } finally {
-      for (const { child } of children) child.kill('SIGKILL');
-    }
-  }
-  return samples;
+/**
+ * `count` elections in a process of their own (vip or etcd3 Election): time
+ * until all lead, memory, idle CPU. `batch` starts them that many at a time.
+ */
+async function scaleIn(kind: 'vip' | 'etcd3', endpoints: string[], prefix: string, count: number, batch = count): Promise<Scale> {
+  const child = spawnJsonLines<Partial<Scale>>(process.execPath, [worker, 'scale', kind, endpoints.join(','), String(count), String(IDLE_SECONDS), prefix, String(batch)]);
+  const timedOut = await Promise.race([child.exited.then(() => false), sleep((IDLE_SECONDS + 300) * 1000).then(() => true)]);
+  const exit = await child.kill('SIGKILL');
+  const result = child.lines.at(-1);
+  if (!timedOut && exit.code === 0 && result && result.failed === undefined) return result as Scale;
+  const reason = timedOut
+    ? `no result after ${IDLE_SECONDS + 300} s`
+    : (result?.failed ?? /^\w*Error\b.*$/m.exec(child.stderr(50))?.[0] ?? `exit code ${exit.code}, signal ${exit.signal}: ${child.stderr(3)}`);
+  log(`scale: ${kind} with ${count} elections failed: ${reason}`);
+  return { count, settleMs: Number.NaN, rssMb: Number.NaN, idleCpuPercent: Number.NaN, failed: reason };
 }
 
 /** A dot plot of failover samples per implementation on a log time axis, as SVG. */
@@ -310,67 +509,145 @@ function failoverChart(series: [string, number[]][]): string {
   return `${parts.join('\n')}\n`;
 }
 
+const ratio = (value: number, base: number): string => (Number.isFinite(value / base) ? `${(value / base).toFixed(1)}×` : '–');
+
 function row(name: string, s: Stats, base?: Stats): string {
-  const ratio = base ? `${(s.p50 / base.p50).toFixed(1)}×` : '1×';
-  return `| ${name} | ${s.n} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.max)} | ${ratio} |`;
+  return `| ${name} | ${s.n} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.max)} | ${base ? ratio(s.p50, base.p50) : '1×'} |`;
+}
+
+function crashRow(name: string, s: Stats, base?: Stats): string {
+  const ttls = (value: number): string => (Number.isNaN(value) ? '–' : (value / 1000 / TTL).toFixed(2));
+  return `| ${name} | ${TTL} s | ${s.n} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.max)} | ${ttls(s.p50)} | ${ttls(s.max)} | ${base ? ratio(s.p50, base.p50) : '1×'} |`;
+}
+
+async function serverVersions(etcd: EtcdCluster, consul: ConsulAgent): Promise<{ etcd: string; consul: string }> {
+  const etcdVersion = ((await (await fetch(`${etcd.endpoints[0]}/version`)).json()) as { etcdserver: string }).etcdserver;
+  const self = (await (await fetch(`${consul.address}/v1/agent/self`)).json()) as { Config: { Version: string } };
+  return { etcd: etcdVersion, consul: self.Config.Version };
+}
+
+function operatingSystem(): string {
+  const file = '/etc/os-release';
+  const pretty = existsSync(file) ? /^PRETTY_NAME="?([^"\n]*)"?$/m.exec(readFileSync(file, 'utf8'))?.[1] : undefined;
+  return `${pretty ? `${pretty}, ` : ''}${osType()} kernel ${release()}`;
 }
 
 async function main(): Promise<void> {
-  const began = new Date();
-  log(`mode: ${full ? 'full' : 'quick'}; ${TRIALS} trials per figure`);
+  const date = new Date();
+  const counts = `${TRIALS} graceful trials per implementation (locked ${LOCKED_TRIALS}, consul lock ${CONSUL_LOCK_TRIALS}), ${CRASH_TRIALS} crash trials, scale up to ${SCALE.at(-1)!.toLocaleString('en')} elections, ${IDLE_SECONDS} s of idle CPU`;
+  const quickNote = full
+    ? ''
+    : `**This is a quick run** (\`npm run bench\`): ${counts}. The figures the issue asks for (at least 100 graceful and 10 crash trials, 10,000 elections, a minute of idle CPU) come from \`npm run bench -- --full\`.\n\n`;
+  log(`mode: ${MODE}; ${counts}`);
   const etcd = await startEtcd({ enableV2: true }); // v2 for the seed module `locked`
-  const consul = await startConsul();
+  const consul = await startConsul({ configJson: { session_ttl_min: `${CONSUL_MIN_TTL}s` } });
   const etcdPrefix = uniquePrefix('bench');
   const consulPrefix = uniqueConsulPrefix('bench');
+  const lockedHost = `127.0.0.1:${etcd.members[0]!.clientPort}`;
   const etcdStores: [EtcdStore, EtcdStore] = [new EtcdStore(etcd.endpoints), new EtcdStore(etcd.endpoints)];
-  const consulStores: [ConsulStore, ConsulStore] = [new ConsulStore(consul.connectionString), new ConsulStore(consul.connectionString)];
+  const consulStores: [ConsulStore, ConsulStore] = [
+    new ConsulStore(consul.connectionString, { minTtl: CONSUL_MIN_TTL }),
+    new ConsulStore(consul.connectionString, { minTtl: CONSUL_MIN_TTL }),
+  ];
   try {
+    const versions = await serverVersions(etcd, consul);
+
     log('graceful failover: vip on etcd');
-    const gEtcdSamples = await gracefulVip(etcdStores, etcdPrefix, ETCD_TTL);
-    const gEtcd = stats(gEtcdSamples);
+    const gEtcdSamples = await gracefulVip(etcdStores, etcdPrefix);
     log('graceful failover: etcd3 Election');
-    const gEtcd3Samples = await gracefulEtcd3(etcd.endpoints, etcdPrefix, ETCD_TTL);
-    const gEtcd3 = stats(gEtcd3Samples);
-    log('graceful failover: the seed module locked (etcd v2)');
-    const gLockedSamples = await gracefulLocked(`127.0.0.1:${etcd.members[0]!.clientPort}`, full ? 10 : 3, ETCD_TTL);
-    const gLocked = stats(gLockedSamples);
+    const gEtcd3Samples = await gracefulEtcd3(etcd.endpoints, etcdPrefix);
+    log(`graceful failover: the seed module locked (etcd v2), ${LOCKED_BATCH} trials at a time; and what etcd does with one locked node's key`);
+    const history = lockedKeyHistory(etcd.endpoints[0]!, lockedHost);
+    history.catch(() => {}); // awaited below; a failure must not end the run as an unhandled rejection before then
+    const gLockedSamples = await gracefulLocked(lockedHost, LOCKED_TRIALS);
     log('graceful failover: vip on Consul');
-    const gConsulSamples = await gracefulVip(consulStores, consulPrefix, CONSUL_TTL);
-    const gConsul = stats(gConsulSamples);
-    log('crash failover: vip on etcd and Consul (separate processes, SIGKILL)');
-    const cEtcdSamples = await crashVip('etcd', etcd.connectionString, etcdPrefix, ETCD_TTL, CRASH_TRIALS.etcd);
-    const cEtcd = stats(cEtcdSamples);
-    const cEtcd3Samples = await crashEtcd3(etcd.endpoints, etcdPrefix, ETCD_TTL, CRASH_TRIALS.etcd);
-    const cEtcd3 = stats(cEtcd3Samples);
-    const cConsulSamples = await crashVip('consul', consul.connectionString, consulPrefix, CONSUL_TTL, CRASH_TRIALS.consul);
-    const cConsul = stats(cConsulSamples);
+    const gConsulSamples = await gracefulVip(consulStores, consulPrefix);
+    log('graceful failover: consul lock');
+    const gConsulLock = await gracefulConsulLock(consul, consulPrefix, CONSUL_LOCK_TRIALS);
+    const lockedHistory = await history;
+    const [gEtcd, gEtcd3, gLocked, gConsul, gConsulLockStats] = [gEtcdSamples, gEtcd3Samples, gLockedSamples, gConsulSamples, gConsulLock.samples].map(stats) as [
+      Stats,
+      Stats,
+      Stats,
+      Stats,
+      Stats,
+    ];
+
+    log('crash failover (separate processes, SIGKILL): vip on etcd');
+    const vipProcess = (backend: 'etcd' | 'consul', address: string, path: string, id: string): JsonLinesProcess<EventLine> =>
+      spawnJsonLines<EventLine>(process.execPath, [fixture], {
+        VIP_BACKEND: backend,
+        VIP_ADDRESS: address,
+        VIP_PATH: path,
+        VIP_ID: id,
+        VIP_TTL: String(TTL),
+        ...(backend === 'consul' ? { VIP_MIN_TTL: String(CONSUL_MIN_TTL) } : {}),
+      });
+    const cEtcdSamples = await crashTrials((id, i) => vipProcess('etcd', etcd.connectionString, `${etcdPrefix}crash-${i}`, id), CRASH_TRIALS);
+    log('crash failover: etcd3 Election');
+    const cEtcd3Samples = await crashTrials(
+      (id, i) => spawnJsonLines<EventLine>(process.execPath, [worker, 'etcd3-candidate', etcd.endpoints.join(','), `${etcdPrefix}etcd3-crash-${i}`, id, String(TTL)]),
+      CRASH_TRIALS,
+    );
+    log('crash failover: locked');
+    const cLockedSamples = await crashTrials(
+      (id, i) => spawnJsonLines<EventLine>(process.execPath, [worker, 'locked-candidate', lockedHost, `/bench/locked-crash-${Date.now()}-${i}`, id, String(TTL)]),
+      CRASH_TRIALS,
+    );
+    log('crash failover: vip on Consul');
+    const cConsulSamples = await crashTrials((id, i) => vipProcess('consul', consul.connectionString, `${consulPrefix}crash-${i}`, id), CRASH_TRIALS);
+    const [cEtcd, cEtcd3, cLocked, cConsul] = [cEtcdSamples, cEtcd3Samples, cLockedSamples, cConsulSamples].map(stats) as [Stats, Stats, Stats, Stats];
+
     log('time to first leader');
-    const fEtcd = stats(await firstLeaderVip(etcdStores[0], etcdPrefix, ETCD_TTL));
-    const fEtcd3 = stats(await firstLeaderEtcd3(etcd.endpoints, etcdPrefix, ETCD_TTL));
-    const fConsul = stats(await firstLeaderVip(consulStores[0], consulPrefix, CONSUL_TTL));
-    log('store load (etcd requests per idle election per TTL)');
-    const load = {
-      vip1: await loadVip(etcd, etcdPrefix, 1),
-      vip1000: await loadVip(etcd, etcdPrefix, 1000),
-      etcd31: await loadEtcd3(etcd, etcdPrefix, 1),
-      etcd31000: await loadEtcd3(etcd, etcdPrefix, 1000),
-    };
-    const scale: { vip: Scale; etcd3: Scale }[] = [];
+    const fEtcd = stats(await firstLeaderVip(etcdStores[0], etcdPrefix));
+    const fEtcd3 = stats(await firstLeaderEtcd3(etcd.endpoints, etcdPrefix));
+    const fConsul = stats(await firstLeaderVip(consulStores[0], consulPrefix));
+
+    log(`store load: etcd counted by etcd (${ETCD_LOAD_SECONDS} s each), and at the same time Consul counted by a proxy (${CONSUL_LOAD_SECONDS} s, 1 and 1,000 at once)`);
+    const [etcdLoads, consulLoads] = await Promise.all([
+      (async () => ({
+        vip1: await etcdLoad(etcd, 1, vipLeaders(new EtcdStore(etcd.endpoints), etcdPrefix, 1)),
+        vip1000: await etcdLoad(etcd, 1000, vipLeaders(new EtcdStore(etcd.endpoints), etcdPrefix, 1000)),
+        etcd31: await etcdLoad(etcd, 1, etcd3Leaders(etcd.endpoints, etcdPrefix, 1)),
+        etcd31000: await etcdLoad(etcd, 1000, etcd3Leaders(etcd.endpoints, etcdPrefix, 1000)),
+      }))(),
+      Promise.all([consulLoad(consul, `${consulPrefix}load-`, 1), consulLoad(consul, `${consulPrefix}load-`, 1000)]),
+    ]);
+
+    const scale: { count: number; rows: [string, Scale][] }[] = [];
     for (const count of SCALE) {
       log(`scale: ${count} elections in one process (vip, then etcd3 Election, each in a process of its own)`);
-      scale.push({ vip: scaleIn('vip', etcd.endpoints, etcdPrefix, count), etcd3: scaleIn('etcd3', etcd.endpoints, etcdPrefix, count) });
+      const rows: [string, Scale][] = [
+        ['vip (EtcdStore)', await scaleIn('vip', etcd.endpoints, etcdPrefix, count)],
+        ['etcd3 Election', await scaleIn('etcd3', etcd.endpoints, etcdPrefix, count)],
+      ];
+      if (rows[1]![1].failed && count > 1000) {
+        log(`scale: etcd3 Election again, ${count} elections started 1,000 at a time`);
+        rows.push(['etcd3 Election, started 1,000 at a time', await scaleIn('etcd3', etcd.endpoints, etcdPrefix, count, 1000)]);
+      }
+      scale.push({ count, rows });
     }
 
     const cpu = cpus()[0]?.model ?? 'unknown CPU';
+    const ttls = (value: number): string => (value / 1000 / TTL).toFixed(2);
+    const scaleRow = (count: number, name: string, s: Scale, base: Scale): string =>
+      s.failed
+        ? `| ${count.toLocaleString('en')} | ${name} | failed: ${s.failed.replace(/\|/g, '/').replace(/\n/g, ' ')} | | |`
+        : `| ${count.toLocaleString('en')} | ${name} | ${ms(s.settleMs)} ms${s === base ? '' : ` (${ratio(s.settleMs, base.settleMs)})`} | ${s.rssMb.toFixed(0)} MiB${s === base ? '' : ` (${ratio(s.rssMb, base.rssMb)})`} | ${s.idleCpuPercent.toFixed(1)} % |`;
+    const consulLockNote = gConsulLock.failures.length
+      ? `\n\n\`consul lock\` could not be driven in ${gConsulLock.failures.length} of ${CONSUL_LOCK_TRIALS} trials: ${[...new Set(gConsulLock.failures)].join('; ')}.`
+      : '';
+    const seconds = ((performance.now() - began) / 1000).toFixed(0);
     const report = `# Benchmarks
 
-Produced by \`npm run bench${full ? ' -- --full' : ''}\` on ${began.toISOString().slice(0, 10)}, in one run, against
-real servers the benchmark started itself (etcd ${etcd.members.length} member, Consul dev agent) on
-${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node.js ${process.version}.
-These machines are shared and noisy: read the ratios, measured side by side in the same run,
-more than the absolute numbers. Times are in milliseconds.
+Produced by \`npm run bench${full ? ' -- --full' : ''}\` on ${date.toISOString().slice(0, 10)}, in one run of ${seconds} s, against
+real servers the benchmark started itself: etcd ${versions.etcd} (${etcd.members.length} member, \`--enable-v2\` for \`locked\`) and
+a Consul ${versions.consul} dev agent (\`session_ttl_min\` lowered to ${CONSUL_MIN_TTL} s so that Consul runs at the same TTL; its default minimum is 10 s).
+Machine: ${operatingSystem()}; ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node.js ${process.version}.
+Every implementation uses a TTL of ${TTL} s. These machines are shared and noisy: read the ratios, measured side by side
+in the same run, more than the absolute numbers. Times are in milliseconds.
 
-![Failover latency of every trial, log scale](bench/failover.svg)
+${quickNote}![Failover latency of every trial, log scale](bench/failover.svg)
 
 ## 1. Graceful failover: the leader stops; time until another candidate is selected
 
@@ -378,26 +655,37 @@ more than the absolute numbers. Times are in milliseconds.
 | --- | ---: | ---: | ---: | ---: | ---: |
 ${row('vip on etcd (EtcdStore)', gEtcd)}
 ${row('etcd3 Election (resign)', gEtcd3, gEtcd)}
-${row('vip on Consul (ConsulStore)', gConsul, gEtcd)}
 ${row('locked 2.4.1, the seed module (etcd v2 API)', gLocked, gEtcd)}
+${row('vip on Consul (ConsulStore)', gConsul, gEtcd)}
+${row(`consul lock (Consul ${versions.consul} CLI), SIGTERM to the holder`, gConsulLockStats, gEtcd)}
 
-A graceful stop releases the key, so the next leader is chosen in one watch round trip
-(etcd) or one blocking-query return (Consul), whatever the TTL. \`locked\`'s stop() only stops
-refreshing, so its successor waits for the key's TTL. (Its refresh writes with prevExist=false and
-always fails, so while it runs its leadership also flips every TTL; seen here on etcd 3.5 --enable-v2.)
+vip's stop() and etcd3's resign() release the key, so by design the next leader is chosen in one watch
+round trip, whatever the TTL. \`locked\`'s stop() only stops its timers and deletes nothing (its index.js),
+so its successor waits for the key to expire: ${ttls(gLocked.p50)} × ttl at p50 in this run (its trials ran
+${LOCKED_BATCH} at a time, each pair on its own key, since each lasts about a TTL). While one \`locked\` node ran
+alone for ${lockedHistory.seconds} s, it wrote its key ${lockedHistory.writes} times and etcd expired it ${lockedHistory.expiries} times${
+      lockedHistory.expiries > 0
+        ? ` (its refresh, from its source, writes with prevExist=false, which etcd refuses for an existing key; so the key lapses every ttl and, with two nodes, leadership is contested again each time)`
+        : ''
+    }.
+\`consul lock\` is timed from the SIGTERM to its holder (which stops its child, then releases the lock) until the
+waiting \`consul lock\`'s child prints its first line; that includes starting the child's shell.${consulLockNote}
 
 ## 2. Crash failover: the leader process gets SIGKILL; time until another process is selected
 
-| implementation | ttl | trials | p50 | p99 | max | p50 / ttl |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: |
-| vip on etcd | ${ETCD_TTL} s | ${cEtcd.n} | ${ms(cEtcd.p50)} | ${ms(cEtcd.p99)} | ${ms(cEtcd.max)} | ${(cEtcd.p50 / 1000 / ETCD_TTL).toFixed(2)} |
-| etcd3 Election | ${ETCD_TTL} s | ${cEtcd3.n} | ${ms(cEtcd3.p50)} | ${ms(cEtcd3.p99)} | ${ms(cEtcd3.max)} | ${(cEtcd3.p50 / 1000 / ETCD_TTL).toFixed(2)} |
-| vip on Consul | ${CONSUL_TTL} s | ${cConsul.n} | ${ms(cConsul.p50)} | ${ms(cConsul.p99)} | ${ms(cConsul.max)} | ${(cConsul.p50 / 1000 / CONSUL_TTL).toFixed(2)} |
+Timed for every implementation from the moment the SIGKILL is sent to the select logged by the other process.
 
-The floor is the server's: etcd deletes a dead holder's key when its lease expires, between
-ttl and ttl + 0.5 s after the last keepalive (its lessor checks every 500 ms), and the last
-keepalive was up to ttl/3 before the kill, so takeover lands between 2/3 ttl and ttl + 0.5 s.
-Consul invalidates a session between ttl and 2 × ttl after its last renew (SessionTTLMultiplier = 2).
+| implementation | ttl | trials | p50 | p99 | max | p50 / ttl | max / ttl | p50 vs vip on etcd |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+${crashRow('vip on etcd', cEtcd)}
+${crashRow('etcd3 Election', cEtcd3, cEtcd)}
+${crashRow('locked 2.4.1 (etcd v2 API)', cLocked, cEtcd)}
+${crashRow('vip on Consul', cConsul, cEtcd)}
+
+The floor is the server's rule. etcd deletes a dead holder's key when its lease expires, between ttl and
+ttl + 0.5 s after the last keepalive (its lessor checks every 500 ms); the last keepalive was up to ttl/3 before
+the kill, so takeover lands between 2/3 ttl and ttl + 0.5 s. etcd v2 (\`locked\`) expires a key ttl after its last
+write. Consul invalidates a session between ttl and 2 × ttl after its last renew (SessionTTLMultiplier = 2).
 
 ## 3. Time to first leader on an uncontended key (start() to select)
 
@@ -407,44 +695,53 @@ ${row('vip on etcd', fEtcd)}
 ${row('etcd3 Election (campaign)', fEtcd3, fEtcd)}
 ${row('vip on Consul', fConsul, fEtcd)}
 
-## 4. Store load: etcd requests per idle election per TTL (${ETCD_TTL} s), counted by etcd itself
+## 4. Store load: requests each idle election costs the store per TTL (${TTL} s)
 
-| implementation | 1 election | 1,000 elections in one process |
+etcd, counted by etcd itself over ${ETCD_LOAD_SECONDS} s: gRPC messages received (\`grpc_server_msg_received_total\`: unary
+requests and each message on a stream) and streams or calls started (\`grpc_server_started_total\`).
+
+| implementation | messages, 1 election | messages, 1,000 elections in one process | streams started, 1 | streams started, 1,000 | messages vs vip (1 / 1,000) |
+| --- | ---: | ---: | ---: | ---: | ---: |
+| vip (EtcdStore: one shared lease; refreshes aligned and coalesced into one keepalive) | ${etcdLoads.vip1.requests.toFixed(2)} | ${etcdLoads.vip1000.requests.toFixed(3)} | ${etcdLoads.vip1.streams!.toFixed(2)} | ${etcdLoads.vip1000.streams!.toFixed(3)} | 1× / 1× |
+| etcd3 Election (one lease per election) | ${etcdLoads.etcd31.requests.toFixed(2)} | ${etcdLoads.etcd31000.requests.toFixed(3)} | ${etcdLoads.etcd31.streams!.toFixed(2)} | ${etcdLoads.etcd31000.streams!.toFixed(3)} | ${ratio(etcdLoads.etcd31.requests, etcdLoads.vip1.requests)} / ${ratio(etcdLoads.etcd31000.requests, etcdLoads.vip1000.requests)} |
+
+Consul, counted by an HTTP proxy between the store and the agent over ${CONSUL_LOAD_SECONDS} s (a watch's blocking query
+returns every 30 s when nothing changes, so a shorter window would miss it); the two counts were taken at the same time,
+through two proxies. No Consul peer was measured here.
+
+| implementation | requests, 1 election | requests, 1,000 elections in one process |
 | --- | ---: | ---: |
-| vip (EtcdStore: one shared lease; refreshes aligned and coalesced into one keepalive) | ${load.vip1.toFixed(2)} | ${load.vip1000.toFixed(3)} |
-| etcd3 Election (one lease per election) | ${load.etcd31.toFixed(2)} | ${load.etcd31000.toFixed(3)} |
+| vip (ConsulStore) | ${consulLoads[0].requests.toFixed(2)} | ${consulLoads[1].requests.toFixed(3)} |
+
+By request (per election per TTL): 1 election: ${consulLoads[0].detail || 'none'}; 1,000 elections: ${consulLoads[1].detail || 'none'}.
 
 ## 5. Scale: elections campaigning in one process on one etcd client (each implementation in a process of its own)
 
 | elections | implementation | time until all lead | resident memory | CPU while idle (${IDLE_SECONDS} s) |
 | ---: | --- | ---: | ---: | ---: |
-${scale
-  .flatMap(({ vip, etcd3 }) => [
-    `| ${vip.count.toLocaleString('en')} | vip (EtcdStore) | ${ms(vip.settleMs)} ms | ${vip.rssMb.toFixed(0)} MiB | ${vip.idleCpuPercent.toFixed(1)} % |`,
-    etcd3.failed
-      ? `| ${etcd3.count.toLocaleString('en')} | etcd3 Election | failed: ${etcd3.failed.replace(/\|/g, '/')} | | |`
-      : `| ${etcd3.count.toLocaleString('en')} | etcd3 Election | ${ms(etcd3.settleMs)} ms (${(etcd3.settleMs / vip.settleMs).toFixed(1)}×) | ${etcd3.rssMb.toFixed(0)} MiB (${(etcd3.rssMb / vip.rssMb).toFixed(1)}×) | ${etcd3.idleCpuPercent.toFixed(1)} % |`,
-  ])
-  .join('\n')}
+${scale.flatMap(({ count, rows }) => rows.map(([name, s]) => scaleRow(count, name, s, rows[0]![1]))).join('\n')}
 
-## Not measured yet
+A failed row quotes the errors the implementation reported (each distinct error with its count).
 
-Crash failover of the seed module \`locked\`, \`consul lock\` and Consul's store load are still to come.
+## What this means for choosing a TTL
 
-What this means for choosing a TTL: a graceful handover costs milliseconds whatever the TTL; the TTL
-only sets how long a *crashed* leader blocks the job (about ttl on etcd, up to 2 × ttl on Consul) and
-how often each process sends one keepalive for all its elections (every ttl/3).
+In this run a graceful handover took ${ms(gEtcd.p50)} ms on etcd and ${ms(gConsul.p50)} ms on Consul at p50, and by design it does
+not depend on the TTL. The TTL sets how long a *crashed* leader blocks the job: here ${ttls(cEtcd.p50)} × ttl at p50
+(${ttls(cEtcd.max)} × ttl at most) on etcd and ${ttls(cConsul.p50)} × ttl (${ttls(cConsul.max)} × ttl at most) on Consul; and it sets how
+often each process refreshes: one keepalive per ttl/3 for all its elections together (figure 4).
 `;
     writeFileSync(
       join(repositoryRoot, 'bench', 'failover.svg'),
       failoverChart([
         ['graceful: vip on etcd', gEtcdSamples],
-        ['graceful: vip on Consul', gConsulSamples],
         ['graceful: etcd3 Election', gEtcd3Samples],
         ['graceful: locked (seed)', gLockedSamples],
-        [`crash: vip on etcd (ttl ${ETCD_TTL} s)`, cEtcdSamples],
-        [`crash: etcd3 Election (ttl ${ETCD_TTL} s)`, cEtcd3Samples],
-        [`crash: vip on Consul (ttl ${CONSUL_TTL} s)`, cConsulSamples],
+        ['graceful: vip on Consul', gConsulSamples],
+        ['graceful: consul lock', gConsulLock.samples],
+        [`crash: vip on etcd (ttl ${TTL} s)`, cEtcdSamples],
+        [`crash: etcd3 Election (ttl ${TTL} s)`, cEtcd3Samples],
+        [`crash: locked (ttl ${TTL} s)`, cLockedSamples],
+        [`crash: vip on Consul (ttl ${TTL} s)`, cConsulSamples],
       ]),
     );
     writeFileSync(join(repositoryRoot, 'BENCHMARKS.md'), report);
@@ -452,6 +749,7 @@ how often each process sends one keepalive for all its elections (every ttl/3).
   } finally {
     await Promise.all([...etcdStores, ...consulStores].map((store) => store.close()));
     await Promise.all([etcd.close(), consul.close()]);
+    log(`${MODE} run done in ${elapsed()} (wall time, servers included)`);
   }
 }
 

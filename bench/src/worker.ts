@@ -1,32 +1,102 @@
 /**
  * One measurement in a process of its own, so that memory and CPU figures of
- * one implementation are not mixed with another's. Prints one JSON line.
+ * one implementation are not mixed with another's, and so that a candidate can
+ * be killed with SIGKILL. Prints JSON lines.
  *
- *   node dist/worker.js scale vip|etcd3 ENDPOINTS COUNT IDLE_SECONDS PREFIX
+ *   node dist/worker.js scale vip|etcd3 ENDPOINTS COUNT IDLE_SECONDS PREFIX [BATCH]
  *   node dist/worker.js etcd3-candidate ENDPOINTS NAME ID TTL
+ *   node dist/worker.js locked-candidate HOST PATH ID TTL
+ *
+ * `scale` prints one line: { count, settleMs, rssMb, idleCpuPercent } or, when
+ * the elections could not all be started, { count, failed } naming the errors.
+ * BATCH starts the campaigns that many at a time (each batch elected before the
+ * next starts) instead of all at once.
  */
+import { createRequire } from 'node:module';
 import { Candidate } from '@vip/core';
 import { EtcdStore } from '@vip/etcd';
 import { Etcd3 } from 'etcd3';
 
 const [mode, ...args] = process.argv.slice(2);
 
-async function scale(kind: string, endpoints: string[], count: number, idleSeconds: number, prefix: string): Promise<void> {
+/** The distinct errors campaigns failed with, and how often each. */
+class Failures {
+  readonly #counts = new Map<string, number>();
+  readonly #order: string[] = [];
+  add(error: unknown): void {
+    const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    if (!this.#counts.has(text)) this.#order.push(text);
+    this.#counts.set(text, (this.#counts.get(text) ?? 0) + 1);
+  }
+  get size(): number {
+    return this.#order.length;
+  }
+  /**
+   * Each distinct error with its count. cockatiel's "circuit breaker is open"
+   * (etcd3 opens its breaker after 3 consecutive failures) is a consequence,
+   * never a cause: it goes last, after the errors that tripped the breaker.
+   */
+  describe(): string {
+    const consequence = (text: string): number => (/circuit breaker is open/.test(text) ? 1 : 0);
+    return [...this.#order]
+      .sort((a, b) => consequence(a) - consequence(b))
+      .map((text) => `${this.#counts.get(text)!.toLocaleString('en')} × ${text}`)
+      .join('; ');
+  }
+}
+
+async function inBatches<T>(items: T[], batch: number, run: (item: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += batch) await Promise.all(items.slice(i, i + batch).map(run));
+}
+
+async function scale(kind: string, endpoints: string[], count: number, idleSeconds: number, prefix: string, batch: number): Promise<void> {
   const started = performance.now();
   let stop: () => Promise<void>;
+  let afterIdle = (): void => {};
   if (kind === 'vip') {
     const store = new EtcdStore(endpoints);
     const candidates = Array.from({ length: count }, (_, i) => new Candidate(store, { path: `${prefix}scale-vip-${count}-${i}`, ttl: 10 }));
-    await Promise.all(candidates.map((candidate) => candidate.start()));
-    await Promise.all(candidates.map((candidate) => candidate.whenSelected()));
+    await inBatches(candidates, batch, async (candidate) => {
+      await candidate.start();
+      await candidate.whenSelected();
+    });
     stop = async () => {
       await Promise.all(candidates.map((candidate) => candidate.stop()));
       await store.close();
     };
   } else {
     const client = new Etcd3({ hosts: endpoints });
-    const campaigns = Array.from({ length: count }, (_, i) => client.election(`${prefix}scale-etcd3-${count}-${i}`, 10).campaign('x'));
-    await Promise.all(campaigns.map((campaign) => new Promise<void>((resolve, reject) => campaign.once('elected', resolve).once('error', reject))));
+    const failures = new Failures();
+    const campaigns: ReturnType<ReturnType<Etcd3['election']>['campaign']>[] = [];
+    const report = (): void => {
+      if (failures.size === 0) return;
+      console.log(JSON.stringify({ count, failed: failures.describe() }));
+      process.exit(1);
+    };
+    // etcd3 also rejects promises nobody awaits (its lease keepalives): without
+    // this such a rejection would end the process with a stack and no report.
+    process.on('unhandledRejection', (error) => {
+      failures.add(error);
+      report();
+    });
+    await inBatches(
+      Array.from({ length: count }, (_, i) => i),
+      batch,
+      (i) =>
+        new Promise<void>((resolve) => {
+          const campaign = client.election(`${prefix}scale-etcd3-${count}-${batch}-${i}`, 10).campaign('x');
+          campaigns.push(campaign);
+          campaign.once('elected', () => resolve());
+          // Every error of every campaign, also after it was elected (a lost lease), and
+          // waiting for the whole batch: the report names the cause, not only the first error.
+          campaign.on('error', (error: unknown) => {
+            failures.add(error);
+            resolve();
+          });
+        }),
+    );
+    report();
+    afterIdle = report;
     stop = async () => {
       await Promise.all(campaigns.map((campaign) => campaign.resign()));
       client.close();
@@ -39,20 +109,40 @@ async function scale(kind: string, endpoints: string[], count: number, idleSecon
   await new Promise((resolve) => setTimeout(resolve, idleSeconds * 1000));
   const cpu = process.cpuUsage(cpuBefore);
   const idleCpuPercent = ((cpu.user + cpu.system) / 1000 / (performance.now() - wallBefore)) * 100;
+  afterIdle();
   await stop();
   console.log(JSON.stringify({ count, settleMs, rssMb, idleCpuPercent }));
 }
 
+const log = (id: string, event: string): void => void process.stdout.write(`${JSON.stringify({ at: Date.now(), id, event })}\n`);
+
 /** etcd3's Election in a process of its own, logging like test-integration/fixtures/candidate.mjs. */
 async function etcd3Candidate(endpoints: string[], name: string, id: string, ttl: number): Promise<void> {
   const client = new Etcd3({ hosts: endpoints });
-  const log = (event: string): void => void process.stdout.write(`${JSON.stringify({ at: Date.now(), id, event })}\n`);
   const campaign = client.election(name, ttl).campaign(id);
-  campaign.on('elected', () => log('select'));
-  campaign.on('error', () => log('deselect'));
-  log('started');
+  campaign.on('elected', () => log(id, 'select'));
+  campaign.on('error', () => log(id, 'deselect'));
+  log(id, 'started');
 }
 
-if (mode === 'scale') await scale(args[0]!, args[1]!.split(','), Number(args[2]), Number(args[3]), args[4]!);
+/** The seed module `locked` (etcd v2 API), as its README shows it. */
+interface LockedNode {
+  on(event: 'select' | 'deselect', listener: () => void): void;
+  start(): void;
+  stop(): void;
+}
+
+/** `locked` in a process of its own, logging like test-integration/fixtures/candidate.mjs. */
+function lockedCandidate(host: string, path: string, id: string, ttl: number): void {
+  const locked = createRequire(import.meta.url)('locked') as (hosts: string) => (options: object) => LockedNode;
+  const node = locked(host)({ id, path, value: `value of ${id}`, ttl });
+  node.on('select', () => log(id, 'select'));
+  node.on('deselect', () => log(id, 'deselect'));
+  node.start();
+  log(id, 'started');
+}
+
+if (mode === 'scale') await scale(args[0]!, args[1]!.split(','), Number(args[2]), Number(args[3]), args[4]!, Number(args[5] ?? args[2]));
 else if (mode === 'etcd3-candidate') await etcd3Candidate(args[0]!.split(','), args[1]!, args[2]!, Number(args[3]));
+else if (mode === 'locked-candidate') lockedCandidate(args[0]!, args[1]!, args[2]!, Number(args[3]));
 else throw new Error(`worker: unknown mode ${JSON.stringify(mode)}`);
