@@ -138,7 +138,7 @@ describe('ConsulStore: acquiring', () => {
     expect(JSON.parse(Buffer.from(entry.Value!, 'base64').toString())).toEqual({ id: 'a', value: 'value of a' });
     const session = (await raw.session(entry.Session!))!;
     // Consul's session, as this store creates it by default.
-    expect(session).toMatchObject({ TTL: '10s', Behavior: 'delete', LockDelay: 0, Name: 'vip' });
+    expect(session).toMatchObject({ TTL: '10s', Behavior: 'delete', LockDelay: TTL * 1e9, Name: 'vip' });
     // Bound to its TTL alone: no node check (Consul's default is the node's serfHealth), no service check.
     expect(session.NodeChecks ?? []).toEqual([]);
     expect(session.Checks ?? []).toEqual([]);
@@ -200,7 +200,8 @@ describe('ConsulStore: acquiring', () => {
     await recorder.until((holder) => holder?.token === held.token, 10_000, 'the new holder');
 
     // The same through Behavior "release": the session goes, the key stays unlocked.
-    const releasing = open(shared, { behavior: 'release' });
+    // (lockDelay 0: the destroy below would otherwise keep the key unlockable for the ttl; lock-delay has its own test.)
+    const releasing = open(shared, { behavior: 'release', lockDelay: 0 });
     const other = key('leftover-release');
     const first = won(await releasing.compareAndSwap(other, null, claim('r'), TTL));
     await raw.destroySession(await sessionOf(raw, other));
@@ -229,7 +230,7 @@ describe('ConsulStore: acquiring', () => {
 });
 
 describe('ConsulStore: lock-delay', () => {
-  it('a lock refused by lock-delay answers "free but not yet" ({ ok: false, holder: null }); with the default 0 s there is none', async () => {
+  it('a lock refused by lock-delay answers "free but not yet" ({ ok: false, holder: null }); with lockDelay 0 there is none; the default is the ttl', async () => {
     const raw = new Raw(shared);
     const delayed = open(shared, { lockDelay: 5 });
     const contender = open();
@@ -262,15 +263,15 @@ describe('ConsulStore: lock-delay', () => {
     }
     expect(Date.now() - destroyedAt).toBeGreaterThanOrEqual(4000);
 
-    // Default LockDelay "0s" (sent as a string: the npm client drops a numeric 0).
-    const quick = open();
+    // LockDelay "0s" (sent as a string: the npm client drops a numeric 0).
+    const quick = open(shared, { lockDelay: 0 });
     const other = key('no-lock-delay');
     won(await quick.compareAndSwap(other, null, claim('a'), TTL));
     await raw.destroySession(await sessionOf(raw, other));
     won(await contender.compareAndSwap(other, null, claim('b'), TTL));
 
-    // lockDelay 'ttl': each session gets its own TTL as its lock delay (capped at Consul's 60 s).
-    const byTtl = open(shared, { lockDelay: 'ttl' });
+    // lockDelay 'ttl', the default: each session gets its own TTL as its lock delay (capped at Consul's 60 s).
+    const byTtl = open();
     const [ten, seventy] = [key('lock-delay-ttl-10'), key('lock-delay-ttl-70')];
     won(await byTtl.compareAndSwap(ten, null, claim('a'), TTL));
     won(await byTtl.compareAndSwap(seventy, null, claim('a'), 70));
@@ -304,7 +305,7 @@ describe('ConsulStore: refresh', () => {
   });
 
   it('resolves null once the session is gone (destroyed out of band); later acquisitions get a new session', async () => {
-    const store = open();
+    const store = open(shared, { lockDelay: 0 }); // so that the key can be taken again at once (lock-delay has its own test)
     const raw = new Raw(shared);
     const [name, sibling] = [key('session-gone'), key('session-gone-sibling')];
     const held = won(await store.compareAndSwap(name, null, claim('a'), TTL));
@@ -424,7 +425,7 @@ describe('ConsulStore: releasing and ownership', () => {
 
 describe('ConsulStore: expiry', () => {
   it(`a store that stops renewing loses the key, never before ttl (Consul: by about 2 × ttl): ${TTL} s TTL`, async () => {
-    const store = open();
+    const store = open(shared, { lockDelay: 0 }); // the key is lockable as soon as it is freed (lock-delay has its own test)
     const observer = open();
     const name = key('expiry');
     const acquiredAt = Date.now();

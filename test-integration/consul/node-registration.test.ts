@@ -124,9 +124,9 @@ describe('ConsulStore: the node leaving the catalog under a running leader', () 
   // gone, can lead until its local deadline; only a lock delay of at least the TTL keeps
   // another candidate out until then (README, "What you must know about Consul").
 
-  it('with the default lockDelay 0, another store takes the key at once (the documented residual case)', async () => {
+  it('with lockDelay 0, another store takes the key at once (why it is not the default)', async () => {
     const consul = await agent();
-    const [leader, contender] = [open(consul), open(consul)];
+    const [leader, contender] = [open(consul, { lockDelay: 0 }), open(consul)];
     const name = `${uniqueConsulPrefix('node-leave')}job`;
     const held = won(await leader.compareAndSwap(name, null, claim('a'), TTL));
     const session = (await lockedBy(consul, name))!;
@@ -141,9 +141,9 @@ describe('ConsulStore: the node leaving the catalog under a running leader', () 
     expect(await leader.refresh(name, held, TTL)).toBeNull();
   });
 
-  it("with lockDelay 'ttl', no other store can take the key until ttl after the invalidation", async () => {
+  it("with the default lockDelay ('ttl'), no other store can take the key until ttl after the invalidation", async () => {
     const consul = await agent();
-    const [leader, contender] = [open(consul, { lockDelay: 'ttl' }), open(consul)];
+    const [leader, contender] = [open(consul), open(consul)];
     const name = `${uniqueConsulPrefix('node-leave-delay')}job`;
     const held = won(await leader.compareAndSwap(name, null, claim('a'), TTL));
     const deregisteredAt = Date.now();

@@ -222,8 +222,8 @@ export class ConsulHttp {
    * alone: `Checks: []`. Without it Consul binds a session to the agent node's
    * `serfHealth` check, and invalidates it the moment that check goes critical
    * (the agent restarting, or out of touch with the servers): with Behavior
-   * "delete" the key goes at once and, with no lock delay, another candidate
-   * takes it while the old leader, unable to reach its agent, still leads
+   * "delete" the key goes at once and, with a lock delay shorter than the
+   * ttl, another candidate takes it while the old leader, unable to reach its agent, still leads
    * until its local deadline. Only the TTL gives the guarantee a leader's
    * deadline rests on: not invalidated before `ttl` after the last renew.
    *

@@ -51,13 +51,13 @@
  * came before the invalidation. So `lockDelay >= ttl` means that no second
  * leader can start before the first one's deadline, whatever invalidated the
  * session; and a smaller LockDelay leaves that window open, on node
- * deregistration or destroy, for up to ttl - LockDelay. vip's default is 0:
- * on the TTL path (crashes, partitions, pauses: every failure that is not an
- * operator's act) any delay is pure added failover time, up to 60 s more per
- * crash, and the two other paths are acts on the leader's own node that an
- * operator can sequence (stop the candidates there first). Users whose agents
- * may leave under a running leader set `lockDelay: 'ttl'` (the session's TTL,
- * at most Consul's 60 s cap). README "What you must know" says the same.
+ * deregistration or destroy, for up to ttl - LockDelay. vip's default is
+ * 'ttl' (the session's TTL, at most Consul's 60 s cap): a client agent
+ * restarted on the leader's node (leave_on_terminate, the client default) is
+ * routine, and "never two leaders" must hold through it. It costs ttl more
+ * on every crash failover, where the TTL path alone would be safe; users who
+ * never let an agent leave under a running leader may set `lockDelay: 0` for
+ * the fastest failover. README "What you must know" says the same.
  *
  * Through `?acquire=` a lock-delay refusal is a plain `false`, like a held key
  * (hashicorp/consul#1006); through `/v1/txn` Consul says so ("failed to lock
@@ -79,17 +79,18 @@ export interface ConsulStoreOptions {
   /**
    * Seconds Consul refuses to lock a key after the session holding it was
    * invalidated: 0 to 60 (Consul's cap), or 'ttl' for the TTL of the session
-   * (one session per TTL), capped at 60. Default 0.
+   * (one session per TTL), capped at 60. Default 'ttl'.
    *
-   * 0 gives the fastest crash failover, and is safe when the session is
-   * invalidated by its TTL (every crash, pause or partition): the old leader
-   * has stopped at its local deadline by then. It is not when the session is
-   * invalidated early, by its node leaving the catalog (`consul leave`, a
-   * client agent stopped or restarted with leave_on_terminate, which client
-   * agents default to) or by a destroy from outside, while its leader runs:
-   * another candidate can then lead up to ttl - lockDelay before the old
-   * one's local deadline. 'ttl' (or any value >= the ttl) closes that window
-   * and adds its length to every crash failover. Consul's own default is 15.
+   * 'ttl' (or any value >= the ttl) keeps a second leader out until the old
+   * one's local deadline whatever invalidated the session, and adds its
+   * length to every crash failover. 0 gives the fastest crash failover, and
+   * is safe when the session is invalidated by its TTL (every crash, pause or
+   * partition): the old leader has stopped at its local deadline by then. It
+   * is not when the session is invalidated early, by its node leaving the
+   * catalog (`consul leave`, a client agent stopped or restarted with
+   * leave_on_terminate, which client agents default to) or by a destroy from
+   * outside, while its leader runs: another candidate can then lead up to
+   * ttl - lockDelay before the old one's local deadline. Consul's own default is 15.
    */
   lockDelay?: number | 'ttl';
   /**
@@ -481,7 +482,6 @@ function checkOptions(options: ConsulStoreOptions): Required<ConsulStoreOptions>
     return value;
   };
   const lockDelay = (value: unknown): number => {
-    if (value === undefined) return 0;
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_LOCK_DELAY) {
       throw new VipOptionError(WHERE, 'lockDelay', `a number of seconds from 0 to ${MAX_LOCK_DELAY} (Consul's cap), or 'ttl'`, value);
     }
@@ -492,7 +492,7 @@ function checkOptions(options: ConsulStoreOptions): Required<ConsulStoreOptions>
   const sessionName = options.sessionName ?? 'vip';
   if (typeof sessionName !== 'string' || sessionName === '') throw new VipOptionError(WHERE, 'sessionName', 'a non-empty string', sessionName);
   return {
-    lockDelay: options.lockDelay === 'ttl' ? 'ttl' : lockDelay(options.lockDelay),
+    lockDelay: options.lockDelay === undefined || options.lockDelay === 'ttl' ? 'ttl' : lockDelay(options.lockDelay),
     behavior,
     sessionName,
     // Consul caps a blocking query's wait at 10 minutes.
