@@ -27,8 +27,9 @@
  * or a current one refused), a candidate process that died by itself, no
  * leader within `recoveryBoundMs` once the faults stop:
  *
- *   recovery bound = server expiry (etcd: ttl; Consul: 2 × ttl, its session
- *   invalidation rule) + 2 × the candidates' largest retry backoff (ttl / 3)
+ *   recovery bound = server expiry (serverExpiryTtls: etcd ttl; Consul
+ *   3 × ttl, its session invalidation rule and lock delay) + 2 × the
+ *   candidates' largest retry backoff (ttl / 3)
  *   + 15 s for the store itself to be serving again (an etcd member or Consul
  *   server that was just restarted elects a raft leader, Consul syncs its node)
  *   and for a loaded machine,
@@ -187,11 +188,21 @@ const DRAWS_PER_FAULT = 6;
  * whatever they are used for, so nothing that happens in a run (who leads,
  * how long a heal takes) moves the stream.
  */
+/**
+ * The longest a server may take, in ttls, to let another candidate lock the
+ * key of a holder that went silent: etcd frees it at the lease's expiry
+ * (ttl); Consul invalidates the session up to 2 × ttl after its last renew,
+ * and then keeps the key unlockable for the lock delay, the ttl by default.
+ */
+export function serverExpiryTtls(backend: Backend): number {
+  return backend === 'consul' ? 3 : 1;
+}
+
 export function* faultSchedule(seed: number, options: ScheduleOptions): Generator<PlannedFault, never, undefined> {
   const { backend, kinds, candidates, ttl } = options;
   const random = seededRandom(seed);
   const between = (low: number, high: number, draw: number): number => low + (high - low) * draw;
-  const expiry = (backend === 'consul' ? 2 : 1) * ttl * 1000;
+  const expiry = serverExpiryTtls(backend) * ttl * 1000;
   let bag: FaultKind[] = [];
   let pausedLeader = false;
   for (;;) {
@@ -200,8 +211,8 @@ export function* faultSchedule(seed: number, options: ScheduleOptions): Generato
     const [aim, slot, length, first, second, gap] = Array.from({ length: DRAWS_PER_FAULT }, random) as [number, number, number, number, number, number];
     const ms: Record<FaultKind, number> = {
       kill: between(200, 2000, length),
-      // Longer than the server takes to free a silent holder's key (etcd: ttl;
-      // Consul: up to 2 x ttl), so that a paused leader is replaced while it
+      // Longer than the server takes to let another take a silent holder's
+      // key (serverExpiryTtls), so that a paused leader is replaced while it
       // sleeps and wakes up to find it so.
       pause: between(1.2, 2, length) * expiry,
       cut: between(0.3, 1.5, length) * ttl * 1000,
@@ -257,7 +268,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     throw new Error(`runChaos: preferLeader must be a number from 0 to 1 (got ${JSON.stringify(preferLeader)})`);
   }
   const schedule = faultSchedule(seed, { backend, kinds, candidates: count, ttl, ...(preferLeader === undefined ? {} : { preferLeader }) });
-  const recoveryBoundMs = ((backend === 'consul' ? 2 : 1) * ttl + (2 * ttl) / 3) * 1000 + 15_000;
+  const recoveryBoundMs = (serverExpiryTtls(backend) * ttl + (2 * ttl) / 3) * 1000 + 15_000;
   let started = 0;
   let ending = false;
 

@@ -59,10 +59,10 @@ describe('chaos: the fault schedule a seed replays', () => {
       }
       for (const member of plan.members) expect([0, 1, 2]).toContain(member);
     }
-    // Consul's sessions may live up to 2 x ttl: its pauses are twice as long.
+    // Consul's sessions may live up to 2 x ttl, and then the lock delay (ttl): its pauses are three times as long.
     const consul = take(99, { backend: 'consul', kinds: FAULTS.consul, candidates: 5, ttl: 3 }, 50).filter((plan) => plan.kind === 'pause');
     expect(consul.length).toBeGreaterThan(0);
-    for (const plan of consul) expect(plan.ms).toBeGreaterThanOrEqual(1.2 * 6000);
+    for (const plan of consul) expect(plan.ms).toBeGreaterThanOrEqual(1.2 * 9000);
   });
 });
 
