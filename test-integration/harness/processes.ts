@@ -330,6 +330,13 @@ export class CandidateProcess {
   readonly exited: Promise<Exit>;
   /** Times (ms since the epoch) when the test saw this process die of its SIGKILL. */
   readonly deaths: number[] = [];
+  /**
+   * The lines this process wrote. The shared log also holds those of earlier
+   * processes with the same id (a candidate restarted after a SIGKILL): one
+   * that died leading left a select with no deselect, which must not make
+   * its successor look like a leader.
+   */
+  readonly #lines: LogLine[] = [];
 
   constructor(spec: CandidateSpec, log: LogLine[]) {
     this.id = spec.id;
@@ -346,7 +353,12 @@ export class CandidateProcess {
         ...(spec.requestTimeout ? { VIP_REQUEST_TIMEOUT: String(spec.requestTimeout) } : {}),
         ...spec.env,
       },
-      { onLine: (line) => log.push(line) },
+      {
+        onLine: (line) => {
+          this.#lines.push(line);
+          log.push(line);
+        },
+      },
     );
     this.exited = this.process.exited;
   }
@@ -360,8 +372,9 @@ export class CandidateProcess {
     return this.process.stderr(50).split('\n');
   }
 
+  /** This process's own events (not those of an earlier process with the same id). */
   events(name?: string): LogLine[] {
-    return this.log.filter((line) => line.id === this.id && (name === undefined || line.event === name));
+    return this.#lines.filter((line) => name === undefined || line.event === name);
   }
 
   isLeading(): boolean {
