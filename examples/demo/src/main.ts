@@ -9,9 +9,12 @@ import { assertNoSplitBrain, terms } from '@vip/test-integration/checker';
 import { Election, startConsul, startEtcd, uniquePrefix, type CandidateProcess } from '@vip/test-integration/harness';
 
 const useConsul = process.argv.includes('--consul');
-// etcd's shortest lease is 2 s; Consul's shortest session TTL is 10 s, and Consul
-// may take up to twice the TTL to invalidate a dead holder's session.
-const ttl = useConsul ? 10 : 2;
+// etcd's shortest lease is 2 s. Consul's shortest session TTL is 10 s unless its
+// servers lower session_ttl_min, as this demo's agent does so that the takeover
+// fits in seconds: a dead holder's session is invalidated up to 2 × ttl after its
+// last renew, and its key then stays unlockable for the lock delay (the ttl).
+const ttl = useConsul ? 4 : 2;
+const consulMinTtl = 1;
 const backend = useConsul ? 'consul' : 'etcd';
 const started = Date.now();
 
@@ -20,8 +23,8 @@ const clock = (at = Date.now()): string => color(90, `${((at - started) / 1000).
 const say = (text: string): void => console.log(`${clock()}  ${text}`);
 const section = (text: string): void => console.log(`\n${color(1, `== ${text}`)}`);
 
-section(`starting a local ${useConsul ? 'Consul agent' : 'etcd'} (ttl ${ttl} s)`);
-const server = useConsul ? await startConsul() : await startEtcd();
+section(`starting a local ${useConsul ? `Consul agent (session_ttl_min ${consulMinTtl}s; a default Consul needs ttl >= 10 s)` : 'etcd'} (ttl ${ttl} s)`);
+const server = useConsul ? await startConsul({ configJson: { session_ttl_min: `${consulMinTtl}s` } }) : await startEtcd();
 const address = server.connectionString;
 say(`${backend} is up at ${address}`);
 
@@ -53,12 +56,15 @@ const leader = (): CandidateProcess | undefined => election.leaders()[0];
 
 try {
   section('three candidates campaign for one key');
-  const nodes = names.map((id) => election.spawn({ backend, address, path, id, ttl }));
+  const env = useConsul ? { VIP_MIN_TTL: String(consulMinTtl) } : undefined;
+  const nodes = names.map((id) => election.spawn({ backend, address, path, id, ttl, ...(env ? { env } : {}) }));
   await waitFor(() => leader() !== undefined && nodes.every((n) => n.events('started').length > 0), 'a leader');
   await new Promise((resolve) => setTimeout(resolve, 1000));
 
   const victim = leader()!;
-  section(`kill -9 the leader (${victim.id}): the server frees the key when its ${useConsul ? 'session' : 'lease'} expires`);
+  section(
+    `kill -9 the leader (${victim.id}): ${useConsul ? 'Consul invalidates its session after ttl to 2 × ttl, then holds the key for the lock delay (ttl)' : 'etcd frees the key when its lease expires (ttl)'}`,
+  );
   await victim.kill();
   const killedAt = victim.deaths[0]!;
   say(`${victim.id} killed`);
