@@ -170,6 +170,16 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     return this.#options.ttl;
   }
 
+  /** Seconds between the local deadline and the earliest the server may expire the hold (option or default). */
+  safetyMargin(): number {
+    return this.#options.safetyMarginMs / 1000;
+  }
+
+  /** Seconds between refreshes while leading (option or default). */
+  refreshInterval(): number {
+    return this.#options.refreshIntervalMs / 1000;
+  }
+
   /**
    * Whether this node leads right now. Checks the local deadline itself, so
    * it is `false` as soon as the deadline has passed, even before the timer

@@ -21,7 +21,7 @@ import type { Candidate, Clock, TimerHandle } from '@vip/core';
 
 /**
  * How long before the local deadline the leader's work is told to stop, in
- * milliseconds, for a candidate with these timings (seconds).
+ * milliseconds, for a candidate with its timings.
  *
  * A quarter of the safety margin: the margin is the part of the ttl the user
  * already set aside as "stop this early" (it absorbs a clock-rate error up to
@@ -34,7 +34,8 @@ import type { Candidate, Clock, TimerHandle } from '@vip/core';
  * deadline before the warning could fire. With safetyMargin 0 it is 0: the
  * work stops at the deadline, as the user asked for no margin.
  */
-export function warningLeadMs(ttl: number, safetyMargin = ttl / 5, refreshInterval = ttl / 3): number {
+export function warningLeadMs(candidate: Pick<Candidate, 'ttl' | 'safetyMargin' | 'refreshInterval'>): number {
+  const [ttl, safetyMargin, refreshInterval] = [candidate.ttl(), candidate.safetyMargin(), candidate.refreshInterval()];
   const slack = Math.max(0, ttl - safetyMargin - refreshInterval);
   return Math.min(safetyMargin / 4, slack / 2) * 1000;
 }

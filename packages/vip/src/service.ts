@@ -172,7 +172,7 @@ export class Service extends EventEmitter<CandidateEvents> {
     // The signal aborts before the deadline, not at it (when the candidate deselects).
     warnBeforeDeadline(candidate, {
       clock: this.#clock,
-      leadMs: warningLeadMs(candidate.ttl(), this.options.safetyMargin, this.options.refreshInterval),
+      leadMs: warningLeadMs(candidate),
       onWarn: (token, msLeft) => {
         if (this.#term?.token !== token) return;
         this.#term.controller.abort(

@@ -29,11 +29,8 @@ export interface SupervisorOptions {
   args: string[];
   /** Seconds the child may take to exit after SIGTERM when we stop or are interrupted (0: SIGKILL right after). */
   grace: number;
-  /** Seconds between SIGTERM and SIGKILL when leadership ends. Default: min(grace, ttl / 5). */
+  /** Seconds between SIGTERM and SIGKILL when leadership ends. Default: min(grace, the safety margin). */
   lossGrace?: number;
-  /** The candidate's timings when not the defaults (ttl/5, ttl/3), for the early warning. */
-  safetyMargin?: number;
-  refreshInterval?: number;
   restart: boolean;
   log: (line: string) => void;
   /** Extra environment for the child (tests). */
@@ -101,7 +98,7 @@ export class Supervisor {
 
   /** Seconds between SIGTERM and SIGKILL when leadership ends. */
   #lossGraceMs(): number {
-    return (this.#options.lossGrace ?? Math.min(this.#options.grace, this.#candidate.ttl() / 5)) * 1000;
+    return (this.#options.lossGrace ?? Math.min(this.#options.grace, this.#candidate.safetyMargin())) * 1000;
   }
 
   /** Campaign and supervise until the child exits by itself or we are interrupted; resolves the exit code. */
@@ -115,7 +112,7 @@ export class Supervisor {
       void this.#start(holder.token);
     });
     const lossGraceMs = this.#lossGraceMs();
-    const leadMs = warningLeadMs(candidate.ttl(), this.#options.safetyMargin, this.#options.refreshInterval);
+    const leadMs = warningLeadMs(candidate);
     const stopWarning = warnBeforeDeadline(candidate, {
       clock: this.#clock,
       // SIGTERM lossGrace before the SIGKILL, which comes `leadMs` before the deadline.
