@@ -60,6 +60,9 @@ export type SwapResult =
    * Refused: the key was not held by `expected`. `holder` is the holder the
    * store saw when it refused (`null` if the key was free), when the store can
    * tell it in the same round trip; it is information, not a promise.
+   * `{ ok: false, holder: null }` when acquiring means "free, but not yet
+   * lockable" (Consul's lock delay after a session was invalidated): the
+   * candidate retries with backoff, since the watch may not move again.
    */
   | { readonly ok: false; readonly holder: Holder | null };
 
