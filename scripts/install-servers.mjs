@@ -327,6 +327,8 @@ function main() {
       const { label: _label, ...where } = external;
       const { from: _from, ...local } = binary ?? {};
       result[server] = { ...where, ...local };
+      // The fault tests (restarts, a 3-member cluster, ACLs) start servers of their own: they need the binary too.
+      if (!binary) toInstall.push(server);
     } else if (binary) {
       result[server] = binary;
     } else {
@@ -351,10 +353,13 @@ function main() {
         const source = installFromDebian(server, mirror);
         const binary = findBinary(server);
         if (!binary || binary.bin !== join(binDir, SERVERS[server].binary)) throw new Problem('it was unpacked into .servers/bin but does not run there');
-        result[server] = { ...binary, from: `installed now from ${source}` };
+        const { from: _from, ...local } = binary;
+        result[server] = result[server] ? { ...result[server], ...local } : { ...binary, from: `installed now from ${source}` };
       } catch (error) {
         if (!(error instanceof Problem)) throw error;
-        failures.push(`${server} is missing: ${error.message}\nWhat to do:\n${HOW_TO[server]}`);
+        // With a running server given, only the tests that start their own are left without one (describe() says so).
+        if (result[server]) say(`${server}: could not install a binary as well (${error.message})`);
+        else failures.push(`${server} is missing: ${error.message}\nWhat to do:\n${HOW_TO[server]}`);
       }
     }
   }
