@@ -53,6 +53,7 @@ const IDLE_SECONDS = full ? 60 : 5;
  */
 const TTL = 3;
 const CONSUL_MIN_TTL = 1;
+const CONSUL_MAX_CONNS = 4096;
 /**
  * Store load is counted over this window. Consul's blocking queries (the
  * watches) come back every 30 s when nothing changes (ConsulStore's default
@@ -230,7 +231,7 @@ function consulLock(agent: ConsulAgent, prefix: string, id: string): { lines: { 
  * its session); time until the other's child prints its first line. That
  * includes starting the child (a shell), which vip's select does not.
  */
-async function gracefulConsulLock(agent: ConsulAgent, prefix: string, trials: number): Promise<{ samples: number[]; failures: string[] }> {
+async function gracefulConsulLock(agent: ConsulAgent, prefix: string, trials: number): Promise<Trials> {
   const samples: number[] = [];
   const failures: string[] = [];
   for (let i = 0; i < trials; i++) {
@@ -266,6 +267,12 @@ async function gracefulConsulLock(agent: ConsulAgent, prefix: string, trials: nu
 // ---------------------------------------------------------------------------
 // 2. Crash failover
 
+/** Samples of the trials that finished, and why the others did not. */
+interface Trials {
+  samples: number[];
+  failures: string[];
+}
+
 interface EventLine {
   at: number;
   id: string;
@@ -282,8 +289,9 @@ const worker = fileURLToPath(new URL('./worker.js', import.meta.url));
  * same baseline for every implementation. Every process is spawned through the
  * harness, so its watchdog kills it if the benchmark dies.
  */
-async function crashTrials(spawnOne: (id: string, trial: number) => JsonLinesProcess<EventLine>, trials: number): Promise<number[]> {
+async function crashTrials(spawnOne: (id: string, trial: number) => JsonLinesProcess<EventLine>, trials: number): Promise<Trials> {
   const samples: number[] = [];
+  const failures: string[] = [];
   for (let i = 0; i < trials; i++) {
     const nodes = ['a', 'b'].map((id) => ({ id, process: spawnOne(id, i) }));
     try {
@@ -299,11 +307,14 @@ async function crashTrials(spawnOne: (id: string, trial: number) => JsonLinesPro
       await leader.process.kill('SIGKILL');
       const select = await other.process.waitFor((line) => line.event === 'select' && line.at >= killedAt, (3 * TTL + 10) * 1000);
       samples.push(select.at - killedAt);
+    } catch (error) {
+      // A trial that cannot finish is reported with the figure, not a crash of the run.
+      failures.push((error as Error).message.split('\n')[0]!);
     } finally {
       await Promise.all(nodes.map((node) => node.process.kill('SIGKILL')));
     }
   }
-  return samples;
+  return { samples, failures };
 }
 
 // ---------------------------------------------------------------------------
@@ -378,9 +389,16 @@ async function etcdLoad(etcd: EtcdCluster, count: number, setUp: () => Promise<(
   return { requests: (after.messages - before.messages) / perTtl, streams: (after.started - before.started) / perTtl };
 }
 
-function vipLeaders(store: LockStore, prefix: string, count: number): () => Promise<() => Promise<void>> {
+/** `count` leaders on `store`; `seen` (if given) learns how many were selected and the errors they reported. */
+function vipLeaders(store: LockStore, prefix: string, count: number, seen?: { selected: number; errors: Map<string, number> }): () => Promise<() => Promise<void>> {
   return async () => {
     const candidates = Array.from({ length: count }, (_, i) => new Candidate(store, { path: `${prefix}load-${count}-${i}`, ttl: TTL }));
+    if (seen) {
+      for (const candidate of candidates) {
+        candidate.once('select', () => seen.selected++);
+        candidate.on('error', (error: Error) => seen.errors.set(error.message.replace(/"[^"]*"/, 'KEY'), (seen.errors.get(error.message.replace(/"[^"]*"/, 'KEY')) ?? 0) + 1));
+      }
+    }
     await Promise.all(candidates.map((candidate) => candidate.start()));
     await Promise.all(candidates.map((candidate) => candidate.whenSelected()));
     return async () => {
@@ -435,7 +453,17 @@ async function consulLoad(agent: ConsulAgent, prefix: string, count: number): Pr
   const proxy = await countingProxy(agent);
   try {
     const store = new ConsulStore(proxy.url, { minTtl: CONSUL_MIN_TTL });
-    const tearDown = await vipLeaders(store, `${prefix}${count}-`, count)();
+    const seen = { selected: 0, errors: new Map<string, number>() };
+    const setUp = vipLeaders(store, `${prefix}${count}-`, count, seen)();
+    // Bounded, so that a store that cannot hold this many elections is reported instead of stalling the run.
+    const timedOut = await Promise.race([setUp.then(() => false), sleep(30_000).then(() => true)]);
+    if (timedOut) {
+      void setUp.then((tearDown) => tearDown()).catch(() => {});
+      const errors = [...seen.errors].sort((x, y) => y[1] - x[1]).slice(0, 3).map(([message, n]) => `${n} × ${message}`);
+      await store.close().catch(() => {});
+      return { requests: Number.NaN, detail: `only ${seen.selected} of ${count} elections were selected within 30 s; most frequent errors: ${errors.join('; ') || 'none'}` };
+    }
+    const tearDown = await setUp;
     const before = new Map(proxy.counts);
     await sleep(CONSUL_LOAD_SECONDS * 1000);
     const during = [...proxy.counts].map(([kind, n]) => [kind, n - (before.get(kind) ?? 0)] as const).filter(([, n]) => n > 0);
@@ -540,7 +568,10 @@ async function main(): Promise<void> {
     : `**This is a quick run** (\`npm run bench\`): ${counts}. The figures the issue asks for (at least 100 graceful and 10 crash trials, 10,000 elections, a minute of idle CPU) come from \`npm run bench -- --full\`.\n\n`;
   log(`mode: ${MODE}; ${counts}`);
   const etcd = await startEtcd({ enableV2: true }); // v2 for the seed module `locked`
-  const consul = await startConsul({ configJson: { session_ttl_min: `${CONSUL_MIN_TTL}s` } });
+  // ConsulStore holds one HTTP connection per watched key (a blocking query each), and an
+  // agent closes a client's connections past limits.http_max_conns_per_client (default 200):
+  // raised here so that 1,000 elections in one process can run (figure 4).
+  const consul = await startConsul({ configJson: { session_ttl_min: `${CONSUL_MIN_TTL}s`, limits: { http_max_conns_per_client: CONSUL_MAX_CONNS } } });
   const etcdPrefix = uniquePrefix('bench');
   const consulPrefix = uniqueConsulPrefix('bench');
   const lockedHost = `127.0.0.1:${etcd.members[0]!.clientPort}`;
@@ -583,20 +614,27 @@ async function main(): Promise<void> {
         VIP_TTL: String(TTL),
         ...(backend === 'consul' ? { VIP_MIN_TTL: String(CONSUL_MIN_TTL) } : {}),
       });
-    const cEtcdSamples = await crashTrials((id, i) => vipProcess('etcd', etcd.connectionString, `${etcdPrefix}crash-${i}`, id), CRASH_TRIALS);
+    const cEtcdTrials = await crashTrials((id, i) => vipProcess('etcd', etcd.connectionString, `${etcdPrefix}crash-${i}`, id), CRASH_TRIALS);
     log('crash failover: etcd3 Election');
-    const cEtcd3Samples = await crashTrials(
+    const cEtcd3Trials = await crashTrials(
       (id, i) => spawnJsonLines<EventLine>(process.execPath, [worker, 'etcd3-candidate', etcd.endpoints.join(','), `${etcdPrefix}etcd3-crash-${i}`, id, String(TTL)]),
       CRASH_TRIALS,
     );
     log('crash failover: locked');
-    const cLockedSamples = await crashTrials(
-      (id, i) => spawnJsonLines<EventLine>(process.execPath, [worker, 'locked-candidate', lockedHost, `/bench/locked-crash-${Date.now()}-${i}`, id, String(TTL)]),
+    const lockedRun = Date.now(); // one key per trial, the same for both of its processes
+    const cLockedTrials = await crashTrials(
+      (id, i) => spawnJsonLines<EventLine>(process.execPath, [worker, 'locked-candidate', lockedHost, `/bench/locked-crash-${lockedRun}-${i}`, id, String(TTL)]),
       CRASH_TRIALS,
     );
     log('crash failover: vip on Consul');
-    const cConsulSamples = await crashTrials((id, i) => vipProcess('consul', consul.connectionString, `${consulPrefix}crash-${i}`, id), CRASH_TRIALS);
+    const cConsulTrials = await crashTrials((id, i) => vipProcess('consul', consul.connectionString, `${consulPrefix}crash-${i}`, id), CRASH_TRIALS);
+    const crashes = { 'vip on etcd': cEtcdTrials, 'etcd3 Election': cEtcd3Trials, locked: cLockedTrials, 'vip on Consul': cConsulTrials };
+    const [cEtcdSamples, cEtcd3Samples, cLockedSamples, cConsulSamples] = Object.values(crashes).map((trials) => trials.samples) as [number[], number[], number[], number[]];
     const [cEtcd, cEtcd3, cLocked, cConsul] = [cEtcdSamples, cEtcd3Samples, cLockedSamples, cConsulSamples].map(stats) as [Stats, Stats, Stats, Stats];
+    const crashNote = Object.entries(crashes)
+      .filter(([, trials]) => trials.failures.length > 0)
+      .map(([name, trials]) => `\n\n${name}: ${trials.failures.length} of ${CRASH_TRIALS} trials did not finish: ${[...new Set(trials.failures)].join('; ')}.`)
+      .join('');
 
     log('time to first leader');
     const fEtcd = stats(await firstLeaderVip(etcdStores[0], etcdPrefix));
@@ -642,7 +680,8 @@ async function main(): Promise<void> {
 
 Produced by \`npm run bench${full ? ' -- --full' : ''}\` on ${date.toISOString().slice(0, 10)}, in one run of ${seconds} s, against
 real servers the benchmark started itself: etcd ${versions.etcd} (${etcd.members.length} member, \`--enable-v2\` for \`locked\`) and
-a Consul ${versions.consul} dev agent (\`session_ttl_min\` lowered to ${CONSUL_MIN_TTL} s so that Consul runs at the same TTL; its default minimum is 10 s).
+a Consul ${versions.consul} dev agent (\`session_ttl_min\` lowered to ${CONSUL_MIN_TTL} s so that Consul runs at the same TTL, its default minimum being 10 s;
+\`limits.http_max_conns_per_client\` raised from 200 to ${CONSUL_MAX_CONNS}, since ConsulStore holds one connection per watched key).
 Machine: ${operatingSystem()}; ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node.js ${process.version}.
 Every implementation uses a TTL of ${TTL} s. These machines are shared and noisy: read the ratios, measured side by side
 in the same run, more than the absolute numbers. Times are in milliseconds.
@@ -685,7 +724,7 @@ ${crashRow('vip on Consul', cConsul, cEtcd)}
 The floor is the server's rule. etcd deletes a dead holder's key when its lease expires, between ttl and
 ttl + 0.5 s after the last keepalive (its lessor checks every 500 ms); the last keepalive was up to ttl/3 before
 the kill, so takeover lands between 2/3 ttl and ttl + 0.5 s. etcd v2 (\`locked\`) expires a key ttl after its last
-write. Consul invalidates a session between ttl and 2 × ttl after its last renew (SessionTTLMultiplier = 2).
+write. Consul invalidates a session between ttl and 2 × ttl after its last renew (SessionTTLMultiplier = 2).${crashNote}
 
 ## 3. Time to first leader on an uncontended key (start() to select)
 
@@ -711,7 +750,7 @@ through two proxies. No Consul peer was measured here.
 
 | implementation | requests, 1 election | requests, 1,000 elections in one process |
 | --- | ---: | ---: |
-| vip (ConsulStore) | ${consulLoads[0].requests.toFixed(2)} | ${consulLoads[1].requests.toFixed(3)} |
+| vip (ConsulStore) | ${Number.isNaN(consulLoads[0].requests) ? "failed" : consulLoads[0].requests.toFixed(2)} | ${Number.isNaN(consulLoads[1].requests) ? 'failed' : consulLoads[1].requests.toFixed(3)} |
 
 By request (per election per TTL): 1 election: ${consulLoads[0].detail || 'none'}; 1,000 elections: ${consulLoads[1].detail || 'none'}.
 
