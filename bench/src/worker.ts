@@ -6,13 +6,23 @@
  *   node dist/worker.js scale vip|etcd3 ENDPOINTS COUNT IDLE_SECONDS PREFIX [BATCH]
  *   node dist/worker.js etcd3-candidate ENDPOINTS NAME ID TTL
  *   node dist/worker.js locked-candidate HOST PATH ID TTL
+ *   node dist/worker.js consul-proxy AGENT_HOST AGENT_PORT
  *
  * `scale` prints one line: { count, settleMs, rssMb, idleCpuPercent } or, when
  * the elections could not all be started, { count, failed } naming the errors.
  * BATCH starts the campaigns that many at a time (each batch elected before the
  * next starts) instead of all at once.
+ *
+ * `consul-proxy` forwards HTTP to a Consul agent and counts the requests by
+ * method and path (the key left out). It prints { port } once listening, and
+ * { counts } for every `counts` line on its stdin. In a process of its own, so
+ * that proxying a thousand blocking queries does not slow the event loop of
+ * the elections it counts (in the same process they missed their deadlines).
  */
+import { Agent, createServer, request } from 'node:http';
 import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { createInterface } from 'node:readline';
 import { Candidate } from '@vip/core';
 import { EtcdStore } from '@vip/etcd';
 import { Etcd3 } from 'etcd3';
@@ -142,7 +152,33 @@ function lockedCandidate(host: string, path: string, id: string, ttl: number): v
   log(id, 'started');
 }
 
+function consulProxy(host: string, port: number): void {
+  const counts: Record<string, number> = {};
+  const upstream = new Agent({ keepAlive: true });
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '').split('?')[0]!;
+    const kind = `${req.method} ${/^\/v1\/kv\//.test(path) ? '/v1/kv/…' : path.replace(/^(\/v1\/session\/\w+)\/.*$/, '$1/…')}`;
+    counts[kind] = (counts[kind] ?? 0) + 1;
+    const forward = request({ host, port, path: req.url, method: req.method, headers: req.headers, agent: upstream }, (response) => {
+      res.writeHead(response.statusCode ?? 502, response.headers);
+      response.pipe(res);
+    });
+    forward.on('error', () => res.destroy());
+    req.pipe(forward);
+  });
+  // Blocking queries wait up to the store's watchWait (30 s): no server-side timeout may cut them first.
+  server.requestTimeout = 0;
+  server.headersTimeout = 0;
+  server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: (server.address() as AddressInfo).port })));
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    if (line.trim() === 'counts') console.log(JSON.stringify({ counts }));
+  });
+  // The benchmark ends us with SIGKILL, or by closing our stdin when it exits.
+  process.stdin.on('end', () => process.exit(0));
+}
+
 if (mode === 'scale') await scale(args[0]!, args[1]!.split(','), Number(args[2]), Number(args[3]), args[4]!, Number(args[5] ?? args[2]));
 else if (mode === 'etcd3-candidate') await etcd3Candidate(args[0]!.split(','), args[1]!, args[2]!, Number(args[3]));
 else if (mode === 'locked-candidate') lockedCandidate(args[0]!, args[1]!, args[2]!, Number(args[3]));
+else if (mode === 'consul-proxy') consulProxy(args[0]!, Number(args[1]));
 else throw new Error(`worker: unknown mode ${JSON.stringify(mode)}`);
