@@ -13,7 +13,7 @@
 import { lookup as dnsLookup } from 'node:dns';
 import { isIPv6 } from 'node:net';
 import type { LookupFunction } from 'node:net';
-import { VipOptionError } from '@vip/core';
+import { redactConnectionString, VipOptionError } from '@vip/core';
 
 export interface ConsulAddress {
   readonly host: string;
@@ -137,17 +137,9 @@ export function refuseUnknownOptions(where: string, options: object, known: read
   throw error;
 }
 
-/**
- * Error messages quote the connection string, never a password in it:
- * whatever lies between the first ":" after "://" and the last "@" is shown as `***`.
- */
+/** Error messages quote the connection string, never a password in it (core's redactConnectionString). */
 function redact(input: unknown): unknown {
-  if (typeof input !== 'string') return input;
-  const scheme = input.indexOf('://');
-  const at = input.lastIndexOf('@');
-  if (scheme === -1 || at < scheme) return input;
-  const colon = input.indexOf(':', scheme + 3);
-  return colon === -1 || colon > at ? input : `${input.slice(0, colon + 1)}***${input.slice(at)}`;
+  return typeof input === 'string' ? redactConnectionString(input) : input;
 }
 
 function describe(value: unknown): string {

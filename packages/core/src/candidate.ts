@@ -18,7 +18,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Clock, TimerHandle } from './clock.js';
-import { VipStoreError, VipTimeoutError, describe } from './errors.js';
+import { VipOptionError, VipStoreError, VipTimeoutError, describe } from './errors.js';
 import { emitIsolated } from './emit.js';
 import { backoffDelay, MAX_SECONDS, resolveOptions, type CandidateOptions, type ResolvedOptions } from './options.js';
 import { sameHolder, sameTerm, type Claim, type Holder, type LockStore } from './store.js';
@@ -353,12 +353,10 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     }
     const holdOff = options.holdOff ?? this.#options.ttl;
     if (typeof holdOff !== 'number' || !Number.isFinite(holdOff) || holdOff < 0 || holdOff > MAX_SECONDS) {
-      throw new TypeError(`Candidate.resign: option "holdOff" must be a number of seconds from 0 to ${MAX_SECONDS} (got ${describe(holdOff)})`);
+      throw new VipOptionError('Candidate.resign', 'holdOff', `a number of seconds from 0 to ${MAX_SECONDS}`, holdOff);
     }
     const reason = options.reason ?? 'resigned';
-    if (reason !== 'resigned' && reason !== 'error') {
-      throw new TypeError(`Candidate.resign: option "reason" must be "resigned" or "error" (got ${describe(reason)})`);
-    }
+    if (reason !== 'resigned' && reason !== 'error') throw new VipOptionError('Candidate.resign', 'reason', '"resigned" or "error"', reason);
     const run = this.#run;
     const term = this.#term;
     if (!run || !term) return;

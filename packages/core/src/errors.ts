@@ -29,6 +29,20 @@ export class VipTimeoutError extends Error {
   }
 }
 
+/**
+ * A connection string as error messages and logs may show it, never with a
+ * password: whatever lies between the first ":" after "://" and the last "@"
+ * (a `user:password@` before the hosts, or in a member URL) becomes `***`.
+ * One rule for every package that quotes a connection string.
+ */
+export function redactConnectionString(input: string): string {
+  const scheme = input.indexOf('://');
+  const at = input.lastIndexOf('@');
+  if (scheme === -1 || at < scheme) return input;
+  const colon = input.indexOf(':', scheme + 3);
+  return colon === -1 || colon > at ? input : `${input.slice(0, colon + 1)}***${input.slice(at)}`;
+}
+
 /** A short, readable rendering of any value for error messages. */
 export function describe(value: unknown): string {
   if (typeof value === 'string') {

@@ -12,6 +12,8 @@
  * A host without a port gets etcd's client port, 2379.
  */
 
+import { redactConnectionString } from '@vip/core';
+
 /** What a connection string says: the `hosts` and `auth` of etcd3's `IOptions`. */
 export interface EtcdConnection {
   /** One URL per member, `http://host:port` or `https://host:port`. */
@@ -93,19 +95,9 @@ function hostUrl(entry: string, secure: boolean, refuse: (why: string) => never)
   return `${secure ? 'https' : 'http'}://${match[1]}:${port}`;
 }
 
-/**
- * Error messages quote the connection string, never a password in it:
- * whatever lies between the first ":" after "://" and the last "@" (the
- * parser's own reading of `user:password@`, and of a URL's in a member list)
- * is shown as `***`.
- */
+/** Error messages quote the connection string, never a password in it (core's redactConnectionString). */
 function redact(input: unknown): unknown {
-  if (typeof input !== 'string') return input;
-  const scheme = input.indexOf('://');
-  const at = input.lastIndexOf('@');
-  if (scheme === -1 || at < scheme) return input;
-  const colon = input.indexOf(':', scheme + 3);
-  return colon === -1 || colon > at ? input : `${input.slice(0, colon + 1)}***${input.slice(at)}`;
+  return typeof input === 'string' ? redactConnectionString(input) : input;
 }
 
 function parseCredentials(userinfo: string, refuse: (why: string) => never): { username: string; password: string } {

@@ -7,7 +7,7 @@
  *   memory://[name]                     (one process only)  -> @vip/core MemoryStore
  *   h1:4001,h2:4002                     (etcd, as the seed modules took it)
  */
-import { MemoryBackend, MemoryStore, type LockStore } from '@vip/core';
+import { MemoryBackend, MemoryStore, redactConnectionString, type LockStore } from '@vip/core';
 
 export type Backend = 'etcd' | 'consul' | 'memory';
 
@@ -30,18 +30,8 @@ export class VipConnectionError extends TypeError {
   override readonly name = 'VipConnectionError';
 }
 
-/**
- * The string as error messages and logs may show it: a password is shown as
- * `***`. Whatever lies between the first ":" after "://" and the last "@" is
- * hidden, as @vip/etcd and @vip/consul do in their own messages.
- */
-export function redactConnectionString(input: string): string {
-  const scheme = input.indexOf('://');
-  const at = input.lastIndexOf('@');
-  if (scheme === -1 || at < scheme) return input;
-  const colon = input.indexOf(':', scheme + 3);
-  return colon === -1 || colon > at ? input : `${input.slice(0, colon + 1)}***${input.slice(at)}`;
-}
+/** The string as error messages and logs may show it (a password as `***`); the same rule as @vip/etcd's and @vip/consul's. */
+export { redactConnectionString };
 
 function refuse(input: unknown, why: string): never {
   const shown = typeof input === 'string' ? JSON.stringify(redactConnectionString(input)) : String(input);
