@@ -73,6 +73,8 @@ interface Term {
   deadlineTimer: TimerHandle | undefined;
   refreshTimer: TimerHandle | undefined;
   refreshing: boolean;
+  /** The watch showed the key free while a refresh was in flight: verify once it lands. */
+  verifyPending: boolean;
   refreshFailures: number;
 }
 
@@ -80,6 +82,9 @@ type ChangeListener = (holder: Holder | null) => void;
 
 /** What a Candidate calls on its store; checked when it is created, not on first use. */
 const STORE_METHODS = ['compareAndSwap', 'refresh', 'watch', 'close'] as const;
+
+/** The background release after a failed stop() gives up after max(this, 10 x ttl). */
+const RELEASE_AFTER_STOP_MIN_MS = 60_000;
 
 function checkStore(where: string, store: LockStore): void {
   const missing = store === null || typeof store !== 'object' ? undefined : STORE_METHODS.filter((name) => typeof store[name] !== 'function');
@@ -234,7 +239,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       if (signal?.aborted) return reject(signal.reason);
       this.on('select', onSelect);
       signal?.addEventListener('abort', onAbort, { once: true });
-      if (this.#run) this.#endListeners.add(onStop);
+      // Also before start(): the run that start() begins ends in the same shutdown.
+      this.#endListeners.add(onStop);
     });
   }
 
@@ -311,6 +317,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#run = run;
     this.#state = 'following';
     this.#failures = 0;
+    // A resign() hold-off belongs to the run it was asked in: a new start() campaigns at once.
+    this.#holdOffUntil = 0;
     void this.#watchLoop(run);
     return ready;
   }
@@ -362,7 +370,12 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     if (!run || !term) return;
     this.#holdOffUntil = this.#clock.now() + holdOff * 1000;
     this.#deselect(reason);
-    await this.#release(run, term.holder);
+    if (!(await this.#release(run, term.holder)) && this.#run === run && !run.controller.signal.aborted) {
+      // The key would stay on a lease or session that this process's other
+      // elections keep alive: look again after a backoff, and #reconsider
+      // releases the hold of ours it still sees (retrying until it is gone).
+      this.#retryAfter(run, backoffDelay(this.#options, this.#failures++));
+    }
   }
 
   /** After stop() has deselected: end the run, release what we hold, and settle. */
@@ -504,13 +517,16 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         if (result.ok && result.holder) await this.#release(run, result.holder);
         return;
       }
-      this.#failures = 0;
       if (result.ok && result.holder) {
+        this.#failures = 0;
         this.#lead(run, result.holder, sentAt);
       } else if (result.holder === null) {
         // Refused although nobody holds the key (Consul lock-delay, or a term
-        // that began and ended meanwhile): the watch may never move again, so retry.
+        // that began and ended meanwhile): the watch may never move again, so
+        // retry, with the backoff growing for as long as the refusals last.
         this.#retryAfter(run, backoffDelay(this.#options, this.#failures++));
+      } else {
+        this.#failures = 0; // somebody holds it: a plain answer, we follow
       }
     } catch (error) {
       if (run !== this.#run || run.controller.signal.aborted) return;
@@ -559,12 +575,21 @@ export class Candidate extends EventEmitter<CandidateEvents> {
    * process's holds expire on the server anyway), and a start() takes over:
    * its run releases stale holds of ours by itself.
    */
-  #releaseAfterStop(holder: Holder, attempt: number): void {
+  #releaseAfterStop(holder: Holder, attempt: number, since = this.#clock.now()): void {
+    // Bounded: a store that stays unreachable (or was closed) for this long is
+    // not retried for ever; the key then lives until the server expires it.
+    const giveUpAfterMs = Math.max(RELEASE_AFTER_STOP_MIN_MS, 10 * this.#options.ttlMs);
+    if (this.#clock.now() - since >= giveUpAfterMs) {
+      this.#emitError(
+        new VipStoreError('release', this.#options.path, new Error(`gave up releasing the key after ${Math.round(giveUpAfterMs / 1000)} s of failures; it stays held until the store expires it`)),
+      );
+      return;
+    }
     const timer = this.#clock.setTimeout(() => {
       if (this.#run) return;
       const detached: Run = { controller: new AbortController(), ready: Promise.resolve(), markReady() {}, pending: new Set() };
       void this.#release(detached, holder).then((answered) => {
-        if (!answered) this.#releaseAfterStop(holder, attempt + 1);
+        if (!answered) this.#releaseAfterStop(holder, attempt + 1, since);
       });
     }, backoffDelay(this.#options, attempt));
     timer.unref?.();
@@ -600,6 +625,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       deadlineTimer: undefined,
       refreshTimer: undefined,
       refreshing: false,
+      verifyPending: false,
       refreshFailures: 0,
     };
     this.#term = term;
@@ -651,7 +677,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     if (term.refreshTimer !== undefined) this.#clock.clearTimeout(term.refreshTimer);
     term.refreshTimer = this.#clock.setTimeout(() => {
       term.refreshTimer = undefined;
-      this.#refresh(run, term, 'refresh', gridPoint);
+      this.#refresh(run, term, term.verifyPending ? 'verify' : 'refresh', gridPoint);
     }, ms);
   }
 
@@ -662,12 +688,21 @@ export class Candidate extends EventEmitter<CandidateEvents> {
    * for ttl from the send time, so both move the deadline.
    */
   #refresh(run: Run, term: Term, how: 'refresh' | 'verify' = 'refresh', gridPoint?: number): void {
-    if (this.#term !== term || term.refreshing) return;
+    if (this.#term !== term) return;
+    if (term.refreshing) {
+      // Not dropped: a "key free" seen meanwhile is verified once this call lands.
+      if (how === 'verify') term.verifyPending = true;
+      return;
+    }
+    if (how === 'verify') term.verifyPending = false;
     term.refreshing = true;
     const sentAt = this.#clock.now();
     const gridFrom = Math.max(sentAt, gridPoint ?? sentAt);
-    // No request may outlive the deadline: a hung call must not keep us leading.
-    const timeout = Math.min(this.#options.requestTimeoutMs, term.deadline - sentAt);
+    // No request may outlive the deadline (a hung call must not keep us
+    // leading), nor the refresh interval: a hung attempt is cut short in time
+    // for another to go out before the deadline, so one stuck request does
+    // not cost the term.
+    const timeout = Math.min(this.#options.requestTimeoutMs, this.#options.refreshIntervalMs, term.deadline - sentAt);
     const { path, ttl } = this.#options;
     // `current`: who holds the key instead, when the store said so (a refused CAS does).
     type Answer = { held: Holder | null; current?: Holder | null };
@@ -686,6 +721,14 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       ({ held, current }) => {
         term.refreshing = false;
         if (this.#term !== term) return;
+        if (this.#clock.now() >= term.deadline) {
+          // Answered past the deadline (the process was paused, or the
+          // deadline timer has not run yet): isSelected() already turned
+          // false, so the term is over; a new one starts only with a new select.
+          this.#deselect('expired');
+          this.#reconsider(run);
+          return;
+        }
         if (held === null || !sameTerm(held, term.holder)) {
           this.#deselect('lost');
           if (current !== undefined) this.#setLeader(current);
@@ -698,6 +741,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         this.#scheduleRefreshAt(run, term, this.#nextRefreshAt(gridFrom));
         this.#emit('refresh', held.value, held.id);
         this.#emit('ping', held.value, held.id);
+        if (term.verifyPending && this.#term === term) this.#refresh(run, term, 'verify');
       },
       (error: unknown) => {
         term.refreshing = false;

@@ -51,9 +51,11 @@ export interface CandidateOptions {
   safetyMargin?: number;
   /**
    * Seconds a store call may take before the candidate gives up waiting and
-   * treats its outcome as unknown. Default: `ttl`. While leading, every call
-   * also ends no later than the local deadline, so one hung request can never
-   * keep a leader past it (kubernetes#125530).
+   * treats its outcome as unknown. Default: `ttl`. While leading, a refresh
+   * also ends after `refreshInterval` at most, so that a hung one is followed
+   * by another attempt before the deadline (a store slower than that per
+   * request cannot keep a term), and no call outlives the local deadline, so
+   * one hung request can never keep a leader past it (kubernetes#125530).
    */
   requestTimeout?: number;
   /** Exponential backoff with jitter after store errors. */
