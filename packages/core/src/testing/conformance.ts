@@ -93,6 +93,40 @@ export class WatchRecorder {
   }
 }
 
+/**
+ * Promise 3 of the store contract, checked against a server: a hold confirmed
+ * by a call *sent* at time t lives on the server until at least t + ttl, even
+ * when its client is cut off right after the answer. `confirm` makes the hold
+ * (or confirms it again) and answers the confirmed holder; the check then cuts
+ * the client and watches, from `observer`, when the server frees the key.
+ * Rejects when the key is freed before t + ttl, or not within `withinSeconds`.
+ * Exported so that a test can show the kit fails a store that breaks the promise.
+ */
+export async function expectHoldLivesTtlFromSend(
+  cut: PartitionableStore,
+  observer: LockStore,
+  key: string,
+  ttl: number,
+  withinSeconds: number,
+  confirm: () => Promise<Holder | null>,
+): Promise<void> {
+  const sentAt = performance.now();
+  const held = await confirm();
+  if (held === null) throw new Error(`the hold on "${key}" was not confirmed`);
+  await cut.partition();
+  const recorder = new WatchRecorder(observer, key);
+  try {
+    await recorder.until((holder) => holder === null, withinSeconds * 1000, 'the key freed by expiry');
+  } finally {
+    await recorder.stop();
+  }
+  // The watch sees the key free no sooner than the server freed it.
+  const lived = performance.now() - sentAt;
+  if (lived < ttl * 1000) {
+    throw new Error(`the hold confirmed on "${key}" was freed ${Math.round(lived)} ms after the confirming call was sent, before its ttl of ${ttl * 1000} ms (store contract, promise 3)`);
+  }
+}
+
 const claim = (id: string, value = `value of ${id}`): Claim => ({ id, value });
 
 function expectWon(result: SwapResult, wanted: Claim): Holder {
@@ -291,6 +325,29 @@ export function describeLockStore(
           next = await observer.compareAndSwap(key, null, claim('b'), ttl);
         }
         expectWon(next, claim('b'));
+      });
+    });
+
+    describe('a confirmed hold lives ttl from the send (promise 3)', () => {
+      withPartition('a hold won by compareAndSwap sent at t is not freed before t + ttl', async (cut) => {
+        const observer = await open();
+        const key = freshKey('lifetime-cas');
+        await expectHoldLivesTtlFromSend(cut, observer, key, options.expiry.ttl, options.expiry.within, async () => {
+          const result = await cut.store.compareAndSwap(key, null, claim('a'), options.expiry.ttl);
+          return result.ok ? result.holder : null;
+        });
+      });
+
+      withPartition('a hold refreshed at t is not freed before t + ttl, also beside another hold of the same client', async (cut) => {
+        const observer = await open();
+        const [key, other] = [freshKey('lifetime-refresh'), freshKey('lifetime-other')];
+        const held = expectWon(await cut.store.compareAndSwap(key, null, claim('a'), options.expiry.ttl), claim('a'));
+        // A second hold of the same client (one lease or session for both, in most adapters).
+        expectWon(await cut.store.compareAndSwap(other, null, claim('a'), options.expiry.ttl), claim('a'));
+        await sleep((options.expiry.ttl * 1000) / 2);
+        await expectHoldLivesTtlFromSend(cut, observer, key, options.expiry.ttl, options.expiry.within, () =>
+          cut.store.refresh(key, held, options.expiry.ttl),
+        );
       });
     });
 

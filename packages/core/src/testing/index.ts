@@ -4,6 +4,6 @@
  * - `FaultyStore`: inject errors, latency and partitions into any store.
  * - `FakeClock`: drive candidates and MemoryStore deterministically.
  */
-export { describeLockStore, WatchRecorder, type ConformanceOptions, type PartitionableStore } from './conformance.js';
+export { describeLockStore, expectHoldLivesTtlFromSend, WatchRecorder, type ConformanceOptions, type PartitionableStore } from './conformance.js';
 export { FaultyStore, type StoreOperation } from './faulty-store.js';
 export { FakeClock, settle } from './fake-clock.js';
