@@ -72,7 +72,8 @@ interface Term {
   deadline: number;
   deadlineTimer: TimerHandle | undefined;
   refreshTimer: TimerHandle | undefined;
-  refreshing: boolean;
+  /** Refreshes sent and not yet answered (a hung one does not hold up the next). */
+  inFlight: number;
   /** The watch showed the key free while a refresh was in flight: verify once it lands. */
   verifyPending: boolean;
   refreshFailures: number;
@@ -624,7 +625,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       deadline,
       deadlineTimer: undefined,
       refreshTimer: undefined,
-      refreshing: false,
+      inFlight: 0,
       verifyPending: false,
       refreshFailures: 0,
     };
@@ -677,7 +678,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     if (term.refreshTimer !== undefined) this.#clock.clearTimeout(term.refreshTimer);
     term.refreshTimer = this.#clock.setTimeout(() => {
       term.refreshTimer = undefined;
-      this.#refresh(run, term, term.verifyPending ? 'verify' : 'refresh', gridPoint);
+      this.#refresh(run, term, term.verifyPending && term.inFlight === 0 ? 'verify' : 'refresh', gridPoint);
     }, ms);
   }
 
@@ -689,20 +690,27 @@ export class Candidate extends EventEmitter<CandidateEvents> {
    */
   #refresh(run: Run, term: Term, how: 'refresh' | 'verify' = 'refresh', gridPoint?: number): void {
     if (this.#term !== term) return;
-    if (term.refreshing) {
-      // Not dropped: a "key free" seen meanwhile is verified once this call lands.
-      if (how === 'verify') term.verifyPending = true;
-      return;
+    if (how === 'verify') {
+      // Not dropped: a "key free" seen while a refresh is in flight is verified once it lands.
+      if (term.inFlight > 0) {
+        term.verifyPending = true;
+        return;
+      }
+      term.verifyPending = false;
     }
-    if (how === 'verify') term.verifyPending = false;
-    term.refreshing = true;
+    term.inFlight++;
     const sentAt = this.#clock.now();
     const gridFrom = Math.max(sentAt, gridPoint ?? sentAt);
-    // No request may outlive the deadline (a hung call must not keep us
-    // leading), nor the refresh interval: a hung attempt is cut short in time
-    // for another to go out before the deadline, so one stuck request does
-    // not cost the term.
-    const timeout = Math.min(this.#options.requestTimeoutMs, this.#options.refreshIntervalMs, term.deadline - sentAt);
+    // The next grid point's refresh is armed now, not when this one answers:
+    // a hung attempt does not hold up the next, which goes out beside it, so
+    // one stuck request does not cost the term (and a slow store still has
+    // until the deadline to answer each attempt).
+    this.#scheduleRefreshAt(run, term, this.#nextRefreshAt(gridFrom));
+    // Bounded by requestTimeout only, not by the deadline as it stands now: an
+    // earlier attempt answered meanwhile may move the deadline. A hung call
+    // cannot keep us leading all the same: the deadline timer ends the term,
+    // and an answer handled at or after the deadline ends it too (below).
+    const timeout = this.#options.requestTimeoutMs;
     const { path, ttl } = this.#options;
     // `current`: who holds the key instead, when the store said so (a refused CAS does).
     type Answer = { held: Holder | null; current?: Holder | null };
@@ -719,7 +727,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     );
     call.then(
       ({ held, current }) => {
-        term.refreshing = false;
+        term.inFlight--;
         if (this.#term !== term) return;
         if (this.#clock.now() >= term.deadline) {
           // Answered past the deadline (the process was paused, or the
@@ -738,13 +746,12 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         term.refreshFailures = 0;
         term.deadline = Math.max(term.deadline, sentAt + this.#options.ttlMs - this.#options.safetyMarginMs);
         this.#armDeadline(run, term);
-        this.#scheduleRefreshAt(run, term, this.#nextRefreshAt(gridFrom));
         this.#emit('refresh', held.value, held.id);
         this.#emit('ping', held.value, held.id);
-        if (term.verifyPending && this.#term === term) this.#refresh(run, term, 'verify');
+        if (term.verifyPending && term.inFlight === 0 && this.#term === term) this.#refresh(run, term, 'verify');
       },
       (error: unknown) => {
-        term.refreshing = false;
+        term.inFlight--;
         if (this.#term !== term) return;
         this.#emitError(error);
         // Unknown outcome: keep leading until the deadline and try again soon.

@@ -51,11 +51,10 @@ export interface CandidateOptions {
   safetyMargin?: number;
   /**
    * Seconds a store call may take before the candidate gives up waiting and
-   * treats its outcome as unknown. Default: `ttl`. While leading, a refresh
-   * also ends after `refreshInterval` at most, so that a hung one is followed
-   * by another attempt before the deadline (a store slower than that per
-   * request cannot keep a term), and no call outlives the local deadline, so
-   * one hung request can never keep a leader past it (kubernetes#125530).
+   * treats its outcome as unknown. Default: `ttl`. While leading, a hung
+   * request can never keep a leader past its local deadline (kubernetes#125530):
+   * the term ends there whatever is in flight, and a hung refresh does not
+   * hold up the next one, which goes out beside it at the next refresh interval.
    */
   requestTimeout?: number;
   /** Exponential backoff with jitter after store errors. */
