@@ -332,10 +332,9 @@ export function describeLockStore(
       withPartition('a hold won by compareAndSwap sent at t is not freed before t + ttl', async (cut) => {
         const observer = await open();
         const key = freshKey('lifetime-cas');
-        await expectHoldLivesTtlFromSend(cut, observer, key, options.expiry.ttl, options.expiry.within, async () => {
-          const result = await cut.store.compareAndSwap(key, null, claim('a'), options.expiry.ttl);
-          return result.ok ? result.holder : null;
-        });
+        await expectHoldLivesTtlFromSend(cut, observer, key, options.expiry.ttl, options.expiry.within, async () =>
+          expectWon(await cut.store.compareAndSwap(key, null, claim('a'), options.expiry.ttl), claim('a')),
+        );
       });
 
       withPartition('a hold refreshed at t is not freed before t + ttl, also beside another hold of the same client', async (cut) => {
