@@ -207,7 +207,7 @@ export function settledThroughout(all: Term[], from: number, to: number): string
 
 /**
  * A write is checked against a deadline that the writer logged as
- * `Date.now() + timeLeft()`, a wall-clock time computed from its monotonic
+ * `Date.now() + 1000 * timeLeft()`, a wall-clock time computed from its monotonic
  * clock; the two clocks may drift apart by NTP's slew rate (at most 500 ppm,
  * so under 2 ms over a term's few seconds between refreshes).
  */

@@ -309,7 +309,7 @@ export function describeValueProperties(name: string, target: ValuesTarget): voi
               candidate.on('error', (error) => errors.push(error));
               candidate.on('change', (changedValue, leaderId) => changes.push([changedValue, leaderId]));
               const selected = new Promise<[string, string, Holder]>((resolve, reject) => {
-                candidate.once('select', (...args) => resolve(args));
+                candidate.once('select', (...args) => resolve([args[0], args[1], args[2]]));
                 candidate.once('error', reject);
               });
               selected.catch(() => {});

@@ -1,12 +1,23 @@
 /**
  * The election state machine. This file owns every timer and the whole safety
- * argument; stores only keep the promises written in `store.ts`.
+ * argument; stores only keep the promises written in `store.ts`. Its state is
+ * `#state`, one of:
  *
- *   stopped --start()--> following --CAS wins--> leading --refresh null / deadline--> following
- *       ^                    |                      |
- *       +------stop()--------+-------stop(): deselect, resign (CAS me -> null), stopped
+ *   stopped --start()--> following --CAS won--> leading
+ *      ^                  ^    |                  |
+ *      |                  |    +-- decide() ------+-- refresh lost / newer holder / deadline / resign()
+ *      |                  +-----------------------+
+ *      +---- stopping <-- stop() (from following or leading: deselect, release what is ours)
  *
- * Safety rests on one number, the local deadline:
+ * - following{run}: the run's watch feeds `#observe`; a pure `decide()` says
+ *   what to do about the holder seen, and one store call at a time (the
+ *   run's slot) carries it out: acquire, release a stale hold of ours, or
+ *   wait out a hold-off.
+ * - leading{run, term}: the term owns its deadline, its refresh timers and an
+ *   AbortSignal that aborts when the term ends (handed to `select` listeners).
+ * - stopping{run}: stop() was called; start() waits for it to finish.
+ *
+ * Safety rests on one number, the term's local deadline:
  *
  *   deadline = (monotonic time a confirmed CAS or refresh was *sent*) + ttl - safetyMargin
  *
@@ -18,7 +29,8 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Clock, TimerHandle } from './clock.js';
-import { VipOptionError, VipStoreError, VipTimeoutError, describe } from './errors.js';
+import { decide } from './decide.js';
+import { describe, VipDeselectedError, VipOptionError, VipStoreError, VipTimeoutError } from './errors.js';
 import { emitIsolated } from './emit.js';
 import { backoffDelay, MAX_SECONDS, resolveOptions, type CandidateOptions, type ResolvedOptions } from './options.js';
 import { sameHolder, sameTerm, type Claim, type Holder, type LockStore } from './store.js';
@@ -36,16 +48,26 @@ export type DeselectReason = 'stopped' | 'resigned' | 'error' | 'lost' | 'expire
 export interface CandidateEvents {
   /**
    * On every node, when the key's holder changes. `value` and `leaderId` are
-   * `null` when the key became free: that is how a user learns the key is free
-   * (followers then campaign for it at once on their own).
+   * `null` when the key became free (followers then campaign for it on their own).
    */
   change: [value: string | null, leaderId: string | null, holder: Holder | null];
-  /** On the node that became leader. `holder.token` is the fencing token of this term. */
-  select: [value: string, leaderId: string, holder: Holder];
+  /**
+   * On the node that became leader. `holder.token` is the fencing token of
+   * this term; `signal` aborts (with a `VipDeselectedError`) when the term ends.
+   */
+  select: [value: string, leaderId: string, holder: Holder, signal: AbortSignal];
   /** On the node that stopped leading; always after a `select`. */
   deselect: [reason: DeselectReason];
   /** On the leader, after each confirmed refresh. */
   refresh: [value: string, leaderId: string];
+  /**
+   * On the leader, when the store has not confirmed the hold for a refresh
+   * interval (a refresh failed, or is still unanswered when the next is due).
+   * It still leads, on borrowed time until its deadline: stop taking new work.
+   */
+  suspend: [cause: Error];
+  /** On a suspended leader, when a refresh is confirmed again. */
+  resume: [];
   /** On any node, when a store round trip confirms the current leader. */
   ping: [value: string, leaderId: string];
   /**
@@ -55,20 +77,32 @@ export interface CandidateEvents {
   error: [error: Error];
 }
 
-type State = 'stopped' | 'following' | 'leading';
-
-/** One start()..stop() cycle; work from an older run is ignored when it lands. */
+/** One start()..stop() cycle, with the follower's state; work from an older run is ignored when it lands. */
 interface Run {
   readonly controller: AbortController;
   readonly ready: Promise<void>;
   markReady(): void;
   /** Store calls in flight, awaited (bounded by their timeouts) by stop(). */
   readonly pending: Set<Promise<unknown>>;
+  /** Last holder observed (watch or own call); `undefined` until the first read. */
+  leader: Holder | null | undefined;
+  /** The follower's one store call in flight (acquire or release). */
+  slot: Promise<void> | undefined;
+  /** Something was observed while the slot was busy: decide again when it is free. */
+  dirty: boolean;
+  retryTimer: TimerHandle | undefined;
+  failures: number;
+  /** Monotonic ms before which this run does not campaign (`resign()`). */
+  holdOffUntil: number;
+  /** The last stale hold of ours released; never released twice. */
+  released: Holder | null;
 }
 
-/** The term this candidate holds while leading. */
+/** The term this candidate leads. */
 interface Term {
   readonly holder: Holder;
+  /** Aborted, with a VipDeselectedError, when the term ends. */
+  readonly controller: AbortController;
   deadline: number;
   deadlineTimer: TimerHandle | undefined;
   refreshTimer: TimerHandle | undefined;
@@ -76,10 +110,19 @@ interface Term {
   inFlight: number;
   /** The watch showed the key free while a refresh was in flight: verify once it lands. */
   verifyPending: boolean;
-  refreshFailures: number;
+  failures: number;
+  suspended: boolean;
 }
 
+type State =
+  | { readonly kind: 'stopped' }
+  | { readonly kind: 'following'; readonly run: Run }
+  | { readonly kind: 'leading'; readonly run: Run; readonly term: Term }
+  | { readonly kind: 'stopping'; readonly run: Run; readonly done: Promise<void> };
+
 type ChangeListener = (holder: Holder | null) => void;
+
+const STOPPED: State = { kind: 'stopped' };
 
 /** What a Candidate calls on its store; checked when it is created, not on first use. */
 const STORE_METHODS = ['compareAndSwap', 'refresh', 'watch', 'close'] as const;
@@ -100,29 +143,14 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   readonly #options: ResolvedOptions;
   readonly #clock: Clock;
   readonly #claim: Claim;
-
-  #state: State = 'stopped';
-  #run: Run | undefined;
-  #stopping: Promise<void> | undefined;
+  #state: State = STOPPED;
   /** Counts stop() calls, so a start() that waited for a shutdown knows whether a later stop() overrode it. */
   #stopCalls = 0;
   /** Events raised by a listener wait here until the event being delivered has reached every listener. */
   readonly #eventQueue: (() => void)[] = [];
   #delivering = false;
-  /** Last holder observed (watch or own CAS); `undefined` until the first read. */
-  #leader: Holder | null | undefined;
-  #term: Term | undefined;
-  /** A follower's store call (acquire or release) is in flight. */
-  #busy = false;
-  /** Something was observed while busy: look again when the call is done. */
-  #dirty = false;
-  /** The last stale hold of ours we finished releasing; never released twice. */
-  #released: Holder | null = null;
-  #retryTimer: TimerHandle | undefined;
-  #failures = 0;
-  #holdOffUntil = 0;
   readonly #changeListeners = new Set<ChangeListener>();
-  /** Called when the candidate stops, to end `changes()` iterators. */
+  /** Called when the candidate stops, to end `changes()` iterators and `whenSelected()` waits. */
   readonly #endListeners = new Set<() => void>();
 
   constructor(store: LockStore, options: CandidateOptions) {
@@ -134,29 +162,29 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     this.#claim = { id: this.#options.id, value: this.#options.value };
   }
 
-  // ---- what a user asks ---------------------------------------------------
+  // ---- what a user asks (times in seconds, like the options) ---------------
 
-  /** The current leader's id, or `null` when there is none (or none known yet). */
+  /** The current leader's id (`locked`'s name), or `null` when there is none (or none known yet). */
   id(): string | null {
-    return this.#leader?.id ?? null;
+    return this.holder()?.id ?? null;
   }
 
   /** The current leader's value, or `null`. */
   value(): string | null {
-    return this.#leader?.value ?? null;
+    return this.holder()?.value ?? null;
   }
 
-  /** The current holder as last seen, with its token, or `null`. */
+  /** The current leader as last seen, with its token, or `null`. */
   holder(): Holder | null {
-    return this.#leader ?? null;
+    return this.#state.kind === 'stopped' ? null : (this.#state.run.leader ?? null);
   }
 
-  /** This candidate's id. */
+  /** This candidate's own id. */
   localid(): string {
     return this.#options.id;
   }
 
-  /** This candidate's value. */
+  /** This candidate's own value. */
   localvalue(): string {
     return this.#options.value;
   }
@@ -176,12 +204,12 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     return this.#options.ttl;
   }
 
-  /** Seconds between the local deadline and the earliest the server may expire the hold (option or default). */
+  /** Seconds between the local deadline and the earliest the server may expire the hold. */
   safetyMargin(): number {
     return this.#options.safetyMarginMs / 1000;
   }
 
-  /** Seconds between refreshes while leading (option or default). */
+  /** Seconds between refreshes while leading. */
   refreshInterval(): number {
     return this.#options.refreshIntervalMs / 1000;
   }
@@ -192,42 +220,50 @@ export class Candidate extends EventEmitter<CandidateEvents> {
    * that announces `deselect` has had a chance to run.
    */
   isSelected(): boolean {
-    return this.#state === 'leading' && this.#term !== undefined && this.#clock.now() < this.#term.deadline;
+    return this.#leading() !== undefined;
+  }
+
+  /** Whether this node leads on borrowed time: refreshes are failing (see the `suspend` event). */
+  isSuspended(): boolean {
+    return this.#leading()?.suspended ?? false;
   }
 
   /** The fencing token of this node's current term while it leads, else `null`. */
   token(): bigint | null {
-    return this.isSelected() ? this.#term!.holder.token : null;
+    return this.#leading()?.holder.token ?? null;
   }
 
-  /**
-   * Milliseconds (on this process's monotonic clock) until the local
-   * deadline, or `null` when not leading. Leaders can bound their own work by it.
-   */
+  /** Seconds (on this process's monotonic clock) until the local deadline while leading, else `null`. */
   timeLeft(): number | null {
-    if (!this.isSelected()) return null;
-    return this.#term!.deadline - this.#clock.now();
+    const term = this.#leading();
+    return term ? (term.deadline - this.#clock.now()) / 1000 : null;
+  }
+
+  /** The current term's signal while leading (aborts when the term ends), else `null`. */
+  termSignal(): AbortSignal | null {
+    return this.#leading()?.controller.signal ?? null;
   }
 
   /**
-   * Resolves when this node is selected (at once if it already is). Rejects
-   * when `signal` aborts, or when the candidate is stopped before it was
-   * selected (a promise nobody could ever resolve otherwise).
+   * Resolves, with the term's signal, when this node is selected (at once if
+   * it already is). Rejects when `signal` aborts, or when the candidate is
+   * stopped before it was selected.
    */
-  whenSelected(signal?: AbortSignal): Promise<void> {
+  whenSelected(signal?: AbortSignal): Promise<AbortSignal> {
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       throw new TypeError(`Candidate.whenSelected: signal must be an AbortSignal or undefined (got ${describe(signal)})`);
     }
-    if (this.isSelected()) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
+    const leading = this.termSignal();
+    if (leading) return Promise.resolve(leading);
+    return new Promise<AbortSignal>((resolve, reject) => {
       const settle = (): void => {
         this.off('select', onSelect);
         signal?.removeEventListener('abort', onAbort);
         this.#endListeners.delete(onStop);
       };
-      const onSelect = (): void => {
+      const onSelect = (...[, , , termSignal]: CandidateEvents['select']): void => {
         settle();
-        resolve();
+        resolve(termSignal);
       };
       const onAbort = (): void => {
         settle();
@@ -245,10 +281,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     });
   }
 
-  /**
-   * The holder over time: the current holder first (once known), then every
-   * change. Ends when the candidate stops or the loop breaks.
-   */
+  /** The holder over time: the current holder first (once known), then every change. Ends when the candidate stops. */
   changes(): AsyncIterableIterator<Holder | null> {
     const queue: (Holder | null)[] = [];
     let wake: (() => void) | undefined;
@@ -262,7 +295,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       this.#changeListeners.delete(listener);
       wake?.();
     };
-    if (this.#leader !== undefined && this.#state !== 'stopped') queue.push(this.#leader);
+    if (this.#state.kind !== 'stopped' && this.#state.run.leader !== undefined) queue.push(this.#state.run.leader);
     this.#changeListeners.add(listener);
     this.#endListeners.add(finish);
     const iterator: AsyncIterableIterator<Holder | null> = {
@@ -283,7 +316,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     return iterator;
   }
 
-  // ---- lifecycle ----------------------------------------------------------
+  // ---- lifecycle: start, stop and resign, applied one at a time -------------
 
   /**
    * Start campaigning. Resolves once the key's current holder has been read
@@ -292,20 +325,18 @@ export class Candidate extends EventEmitter<CandidateEvents> {
    */
   async start(): Promise<void> {
     const stopCalls = this.#stopCalls;
-    while (this.#stopping) {
-      await this.#stopping;
-      // stop() was called again after this start(): the later call wins.
-      if (this.#stopCalls !== stopCalls) return;
+    while (this.#state.kind === 'stopping') {
+      await this.#state.done;
+      if (this.#stopCalls !== stopCalls) return; // stop() was called again after this start(): the later call wins
     }
-    if (this.#run) return this.#run.ready;
+    if (this.#state.kind !== 'stopped') return this.#state.run.ready;
     let resolveReady!: () => void;
     const ready = new Promise<void>((resolve) => (resolveReady = resolve));
-    // A store that never answers the first read must not leave start()
-    // pending in silence: after requestTimeout it is reported on `error` and
-    // start() resolves; the watch keeps trying.
+    // A store that never answers the first read must not leave start() pending
+    // in silence: after requestTimeout it is reported and start() resolves.
     let silence: TimerHandle | undefined = this.#clock.setTimeout(() => {
       silence = undefined;
-      if (this.#run !== run) return;
+      if (this.#runOf() !== run) return;
       this.#emitError(new VipStoreError('watch', this.#options.path, new VipTimeoutError('the first read of the key', this.#options.requestTimeoutMs)));
       resolveReady();
     }, this.#options.requestTimeoutMs);
@@ -314,51 +345,58 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       silence = undefined;
       resolveReady();
     };
-    const run: Run = { controller: new AbortController(), ready, markReady, pending: new Set() };
-    this.#run = run;
-    this.#state = 'following';
-    this.#failures = 0;
-    // A resign() hold-off belongs to the run it was asked in: a new start() campaigns at once.
-    this.#holdOffUntil = 0;
+    // Everything a run knows starts afresh: a resign() hold-off belongs to the run it was asked in.
+    const run: Run = {
+      controller: new AbortController(),
+      ready,
+      markReady,
+      pending: new Set(),
+      leader: undefined,
+      slot: undefined,
+      dirty: false,
+      retryTimer: undefined,
+      failures: 0,
+      holdOffUntil: 0,
+      released: null,
+    };
+    this.#state = { kind: 'following', run };
     void this.#watchLoop(run);
     return ready;
   }
 
   /**
    * Stop campaigning. A leader first announces `deselect('stopped')` (stop
-   * your leader work in that listener), then resigns so the next leader is
-   * chosen in one watch round trip instead of after a TTL. Safe to call twice.
+   * your leader work in that listener), then releases the key so the next
+   * leader is chosen in one watch round trip instead of after a TTL. Safe to call twice.
    */
   stop(): Promise<void> {
     this.#stopCalls++;
-    if (this.#stopping) return this.#stopping;
-    const run = this.#run;
-    if (!run) return Promise.resolve();
-    const term = this.#term;
-    // #stopping is set before anything else happens: deselect listeners may
-    // call stop() or start() again, and must find the shutdown under way.
+    const state = this.#state;
+    if (state.kind === 'stopping') return state.done;
+    if (state.kind === 'stopped') return Promise.resolve();
+    const { run } = state;
+    const term = state.kind === 'leading' ? state.term : undefined;
+    // The state says "stopping" before anything else happens: deselect
+    // listeners may call stop() or start() again, and must find it so.
     let proceed!: () => void;
-    const stopping: Promise<void> = new Promise<void>((resolve) => (proceed = resolve))
-      .then(() => this.#shutdown(run, term))
-      .finally(() => {
-        if (this.#stopping === stopping) this.#stopping = undefined;
-      });
-    this.#stopping = stopping;
+    const done = new Promise<void>((resolve) => (proceed = resolve)).then(() => this.#shutdown(run, term));
+    this.#state = { kind: 'stopping', run, done };
     // Aborted first, so no answer of this run that lands from now on can make us lead.
     run.controller.abort();
-    this.#clearRetry();
-    this.#deselect('stopped');
+    this.#clearRetry(run);
+    if (term) this.#endTerm(term, 'stopped');
     proceed();
-    return stopping;
+    return done;
   }
 
   /**
    * Give up leadership but keep campaigning after `holdOff` seconds (default:
    * ttl), so that another node takes the job. Does nothing when not leading.
+   * Resolves once the store has answered the release (a failed one is retried).
    */
   async resign(options: { reason?: 'resigned' | 'error'; holdOff?: number } = {}): Promise<void> {
     if (options === null || typeof options !== 'object') {
-      throw new TypeError(`Candidate.resign: options must be an object like { holdOff: 10 } or omitted (got ${describe(options)})`);
+      throw new VipOptionError('Candidate.resign', 'options', 'an object like { holdOff: 10 } or omitted', options);
     }
     const holdOff = options.holdOff ?? this.#options.ttl;
     if (typeof holdOff !== 'number' || !Number.isFinite(holdOff) || holdOff < 0 || holdOff > MAX_SECONDS) {
@@ -366,35 +404,27 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     }
     const reason = options.reason ?? 'resigned';
     if (reason !== 'resigned' && reason !== 'error') throw new VipOptionError('Candidate.resign', 'reason', '"resigned" or "error"', reason);
-    const run = this.#run;
-    const term = this.#term;
-    if (!run || !term) return;
-    this.#holdOffUntil = this.#clock.now() + holdOff * 1000;
-    this.#deselect(reason);
-    if (!(await this.#release(run, term.holder)) && this.#run === run && !run.controller.signal.aborted) {
-      // The key would stay on a lease or session that this process's other
-      // elections keep alive: look again after a backoff, and #reconsider
-      // releases the hold of ours it still sees (retrying until it is gone).
-      this.#retryAfter(run, backoffDelay(this.#options, this.#failures++));
-    }
+    const state = this.#state;
+    if (state.kind !== 'leading') return;
+    const { run, term } = state;
+    run.holdOffUntil = this.#clock.now() + holdOff * 1000;
+    // The term ends; the follower then sees a hold of ours that it does not
+    // lead and gives it back, through the same slot and retries as any stale hold.
+    this.#endTerm(term, reason);
+    this.#reconsider(run);
+    for (let i = 0; i < 2 && run.slot; i++) await run.slot;
   }
 
-  /** After stop() has deselected: end the run, release what we hold, and settle. */
+  /** After stop() has deselected: let calls in flight land, release what is ours, and settle. */
   async #shutdown(run: Run, term: Term | undefined): Promise<void> {
-    // Let an acquisition in flight land (each call is bounded by its timeout,
-    // and does not follow the run's abort): a key won meanwhile is released
-    // by #tryAcquire, not left to expire or to live on a shared lease.
+    // Each call is bounded by its timeout and does not follow the run's abort:
+    // a key won meanwhile is released by #acquire, not left on a shared lease.
     await Promise.allSettled([...run.pending]);
-    const won = this.#term as Term | undefined;
-    if (won) this.#deselect('stopped');
-    const ours = won?.holder ?? term?.holder ?? (this.#leader?.id === this.#options.id ? this.#leader : null);
+    const stale = run.leader?.id === this.#options.id && !sameTerm(run.leader, run.released) ? run.leader : null;
+    const ours = term?.holder ?? stale;
     if (ours && !(await this.#release(run, ours))) this.#releaseAfterStop(ours, 0);
     run.markReady();
-    if (this.#run === run) {
-      this.#run = undefined;
-      this.#state = 'stopped';
-      this.#leader = undefined;
-    }
+    this.#state = STOPPED;
     for (const end of [...this.#endListeners]) end();
     this.#endListeners.clear();
   }
@@ -424,33 +454,30 @@ export class Candidate extends EventEmitter<CandidateEvents> {
 
   /** Everything the candidate learns about the key goes through here. */
   #observe(run: Run, holder: Holder | null): void {
-    if (run !== this.#run) return;
+    const state = this.#state;
+    if (state.kind === 'stopped' || state.kind === 'stopping' || state.run !== run) return;
     run.markReady();
-    const term = this.#term;
-    if (term) {
+    if (state.kind === 'leading') {
+      const { term } = state;
       // A holder older than our term is a late event from before we won: ignore it.
       if (holder !== null && holder.token < term.holder.token) return;
       if (holder === null) {
         // The key looks free while we lead. The event may be late (a term that
-        // began and ended between our last look and our win), so re-check
-        // ownership with the store instead of trusting the wait
-        // (etcd-io/etcd#11051): rewrite our own term, guarded by it. Until
-        // the store answers, nobody is told the key is free.
-        this.#refresh(run, term, 'verify');
-        return;
+        // began and ended between our last look and our win), so re-check with
+        // the store instead of trusting the watch (etcd-io/etcd#11051).
+        // Until the store answers, nobody is told the key is free.
+        return this.#confirm(run, term, 'verify');
       }
       // Another term: we stop leading before anyone hears of the new holder.
-      if (!sameTerm(holder, term.holder)) this.#deselect('lost');
-      this.#setLeader(holder);
-      return;
+      if (!sameTerm(holder, term.holder)) this.#endTerm(term, 'lost');
     }
-    this.#setLeader(holder);
+    this.#setLeader(run, holder);
     this.#reconsider(run);
   }
 
-  #setLeader(holder: Holder | null): void {
-    const previous = this.#leader;
-    this.#leader = holder;
+  #setLeader(run: Run, holder: Holder | null): void {
+    const previous = run.leader;
+    run.leader = holder;
     if (previous === undefined || !sameHolder(previous, holder)) {
       this.#emit('change', holder?.value ?? null, holder?.id ?? null, holder);
       for (const listener of this.#changeListeners) listener(holder);
@@ -458,93 +485,74 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     if (holder) this.#emit('ping', holder.value, holder.id);
   }
 
-  /** What a follower does about the holder it last saw. */
+  /** A follower carries out what `decide()` says, one store call at a time. */
   #reconsider(run: Run): void {
-    if (run !== this.#run || run.controller.signal.aborted || this.#term) return;
-    if (this.#busy) {
-      this.#dirty = true;
+    const state = this.#state;
+    if (state.kind !== 'following' || state.run !== run) return;
+    if (run.slot) {
+      run.dirty = true;
       return;
     }
-    if (this.#retryTimer !== undefined) return; // a retry is already scheduled
-    const holder = this.#leader;
-    if (holder === null) {
-      const wait = this.#holdOffUntil - this.#clock.now();
-      if (wait > 0) return this.#retryAfter(run, wait);
-      void this.#acquire(run);
-    } else if (holder !== undefined && holder.id === this.#options.id && !sameTerm(holder, this.#released)) {
-      // Ours, but not a term we lead: left over from a term whose deadline
-      // passed, or from a CAS whose answer we never got. Free it so the
-      // election can go on; the store only releases a hold it wrote itself.
-      void this.#releaseStale(run, holder);
-    }
+    if (run.retryTimer !== undefined) return; // a retry is already scheduled
+    const now = this.#clock.now();
+    const step = decide({ holder: run.leader, self: this.#options.id, released: run.released, holdOffUntil: run.holdOffUntil, now });
+    if (step.do === 'acquire') this.#occupy(run, () => this.#acquire(run));
+    else if (step.do === 'release') this.#occupy(run, () => this.#releaseStale(run, step.holder));
+    else if (step.do === 'wait') this.#retryAfter(run, step.until - now);
   }
 
-  /** Run a follower's store call, then look again at anything observed meanwhile. */
-  async #busyWith(run: Run, work: () => Promise<void>): Promise<void> {
-    this.#busy = true;
-    this.#dirty = false;
-    const done = work();
-    run.pending.add(done); // stop() waits for it, so a key won meanwhile is released before stop() resolves
-    try {
-      await done;
-    } finally {
-      run.pending.delete(done);
-      this.#busy = false;
-    }
-    if (this.#dirty) {
-      this.#dirty = false;
-      this.#reconsider(run);
-    }
+  /** Run the follower's one store call, then decide again about anything observed meanwhile. */
+  #occupy(run: Run, work: () => Promise<void>): void {
+    run.dirty = false;
+    const slot: Promise<void> = (async () => {
+      try {
+        await work();
+      } finally {
+        run.pending.delete(run.slot!);
+        run.slot = undefined;
+      }
+      if (run.dirty) {
+        run.dirty = false;
+        this.#reconsider(run);
+      }
+    })();
+    run.slot = slot;
+    run.pending.add(slot); // stop() waits for it, so a key won meanwhile is released before stop() resolves
   }
 
-  #acquire(run: Run): Promise<void> {
-    return this.#busyWith(run, () => this.#tryAcquire(run));
-  }
-
-  async #tryAcquire(run: Run): Promise<void> {
+  async #acquire(run: Run): Promise<void> {
     const sentAt = this.#clock.now();
     // Not cut short by stop(): a CAS already on its way may still win, and
     // stop() waits for it (bounded by the timeout) so a won key is released.
-    const call = this.#call(
-      run,
-      'compareAndSwap',
-      (signal) => this.#store.compareAndSwap(this.#options.path, null, this.#claim, this.#options.ttl, signal),
-      this.#options.requestTimeoutMs,
-      false,
-    );
+    const call = this.#call(run, 'compareAndSwap', (signal) => this.#store.compareAndSwap(this.#options.path, null, this.#claim, this.#options.ttl, signal), false);
     try {
       const result = await call;
-      if (run !== this.#run || run.controller.signal.aborted) {
+      if (run.controller.signal.aborted) {
         if (result.ok && result.holder) await this.#release(run, result.holder);
         return;
       }
       if (result.ok && result.holder) {
-        this.#failures = 0;
+        run.failures = 0;
         this.#lead(run, result.holder, sentAt);
       } else if (result.holder === null) {
-        // Refused although nobody holds the key (Consul lock-delay, or a term
+        // Refused although nobody holds the key (Consul's lock delay, or a term
         // that began and ended meanwhile): the watch may never move again, so
         // retry, with the backoff growing for as long as the refusals last.
-        this.#retryAfter(run, backoffDelay(this.#options, this.#failures++));
+        this.#retryAfter(run, backoffDelay(this.#options, run.failures++));
       } else {
-        this.#failures = 0; // somebody holds it: a plain answer, we follow
+        run.failures = 0; // somebody holds it: a plain answer, we follow
       }
     } catch (error) {
-      if (run !== this.#run || run.controller.signal.aborted) return;
+      if (run.controller.signal.aborted) return;
       this.#emitError(error);
-      this.#retryAfter(run, backoffDelay(this.#options, this.#failures++));
+      this.#retryAfter(run, backoffDelay(this.#options, run.failures++));
     }
   }
 
-  #releaseStale(run: Run, holder: Holder): Promise<void> {
-    return this.#busyWith(run, async () => {
-      if (await this.#release(run, holder)) {
-        // Released, or no longer ours: either way that term is over for us.
-        this.#released = holder;
-      } else if (run === this.#run) {
-        this.#retryAfter(run, backoffDelay(this.#options, this.#failures++));
-      }
-    });
+  async #releaseStale(run: Run, holder: Holder): Promise<void> {
+    // Released, or no longer ours: either way that term is over for us.
+    if (await this.#release(run, holder)) run.released = holder;
+    else this.#retryAfter(run, backoffDelay(this.#options, run.failures++));
   }
 
   /**
@@ -554,13 +562,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
    */
   async #release(run: Run, holder: Holder): Promise<boolean> {
     try {
-      await this.#call(
-        run,
-        'release',
-        (signal) => this.#store.compareAndSwap(this.#options.path, holder, null, this.#options.ttl, signal),
-        this.#options.requestTimeoutMs,
-        false,
-      );
+      await this.#call(run, 'release', (signal) => this.#store.compareAndSwap(this.#options.path, holder, null, this.#options.ttl, signal), false);
       return true;
     } catch (error) {
       this.#emitError(error);
@@ -570,25 +572,20 @@ export class Candidate extends EventEmitter<CandidateEvents> {
 
   /**
    * A release that failed in stop() (store unreachable) is tried again in the
-   * background until the store answers: a key left behind on a lease or
-   * session that other elections of this process keep alive would otherwise
-   * never be freed. The timer does not keep the process alive (an exiting
-   * process's holds expire on the server anyway), and a start() takes over:
-   * its run releases stale holds of ours by itself.
+   * background: a key left on a lease or session that other elections of this
+   * process keep alive would otherwise never be freed. Bounded in time; the
+   * timer does not keep the process alive, and a start() takes over (its run
+   * releases stale holds of ours by itself).
    */
   #releaseAfterStop(holder: Holder, attempt: number, since = this.#clock.now()): void {
-    // Bounded: a store that stays unreachable (or was closed) for this long is
-    // not retried for ever; the key then lives until the server expires it.
     const giveUpAfterMs = Math.max(RELEASE_AFTER_STOP_MIN_MS, 10 * this.#options.ttlMs);
     if (this.#clock.now() - since >= giveUpAfterMs) {
-      this.#emitError(
-        new VipStoreError('release', this.#options.path, new Error(`gave up releasing the key after ${Math.round(giveUpAfterMs / 1000)} s of failures; it stays held until the store expires it`)),
-      );
-      return;
+      const why = `gave up releasing the key after ${Math.round(giveUpAfterMs / 1000)} s of failures; it stays held until the store expires it`;
+      return this.#emitError(new VipStoreError('release', this.#options.path, new Error(why)));
     }
     const timer = this.#clock.setTimeout(() => {
-      if (this.#run) return;
-      const detached: Run = { controller: new AbortController(), ready: Promise.resolve(), markReady() {}, pending: new Set() };
+      if (this.#state.kind !== 'stopped') return;
+      const detached = { controller: new AbortController(), pending: new Set<Promise<unknown>>() } as Run;
       void this.#release(detached, holder).then((answered) => {
         if (!answered) this.#releaseAfterStop(holder, attempt + 1, since);
       });
@@ -597,58 +594,74 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   }
 
   #retryAfter(run: Run, ms: number): void {
-    this.#clearRetry();
-    this.#retryTimer = this.#clock.setTimeout(() => {
-      this.#retryTimer = undefined;
+    this.#clearRetry(run);
+    run.retryTimer = this.#clock.setTimeout(() => {
+      run.retryTimer = undefined;
       this.#reconsider(run);
     }, ms);
   }
 
-  #clearRetry(): void {
-    if (this.#retryTimer !== undefined) this.#clock.clearTimeout(this.#retryTimer);
-    this.#retryTimer = undefined;
+  #clearRetry(run: Run): void {
+    if (run.retryTimer !== undefined) this.#clock.clearTimeout(run.retryTimer);
+    run.retryTimer = undefined;
   }
 
   // ---- leading ------------------------------------------------------------
 
+  /** The term while this node leads and its deadline has not passed, else `undefined`. */
+  #leading(): Term | undefined {
+    const state = this.#state;
+    return state.kind === 'leading' && this.#clock.now() < state.term.deadline ? state.term : undefined;
+  }
+
   #lead(run: Run, holder: Holder, sentAt: number): void {
     const deadline = sentAt + this.#options.ttlMs - this.#options.safetyMarginMs;
-    this.#setLeader(holder);
+    this.#setLeader(run, holder);
+    // Answered too late to lead on: decide again once this call is done, which gives the stale hold back.
     if (this.#clock.now() >= deadline) {
-      // The answer came too late to lead on it: look again once this call is
-      // done, and #reconsider gives the stale hold back.
-      this.#dirty = true;
+      run.dirty = true;
       return;
     }
     const term: Term = {
       holder,
+      controller: new AbortController(),
       deadline,
       deadlineTimer: undefined,
       refreshTimer: undefined,
       inFlight: 0,
       verifyPending: false,
-      refreshFailures: 0,
+      failures: 0,
+      suspended: false,
     };
-    this.#term = term;
-    this.#state = 'leading';
-    this.#clearRetry();
+    this.#state = { kind: 'leading', run, term };
+    this.#clearRetry(run);
     this.#armDeadline(run, term);
     this.#scheduleRefreshAt(run, term, this.#nextRefreshAt(sentAt));
-    this.#emit('select', holder.value, holder.id, holder);
+    this.#emit('select', holder.value, holder.id, holder, term.controller.signal);
+  }
+
+  /** End `term` (once): timers cleared, its signal aborted, `deselect` announced; a leader becomes a follower. */
+  #endTerm(term: Term, reason: DeselectReason): void {
+    if (term.controller.signal.aborted) return;
+    this.#clock.clearTimeout(term.deadlineTimer!);
+    if (term.refreshTimer !== undefined) this.#clock.clearTimeout(term.refreshTimer);
+    const state = this.#state;
+    if (state.kind === 'leading' && state.term === term) this.#state = { kind: 'following', run: state.run };
+    term.controller.abort(new VipDeselectedError(reason));
+    this.#emit('deselect', reason);
   }
 
   #armDeadline(run: Run, term: Term): void {
     if (term.deadlineTimer !== undefined) this.#clock.clearTimeout(term.deadlineTimer);
     term.deadlineTimer = this.#clock.setTimeout(() => {
-      term.deadlineTimer = undefined;
-      if (this.#term !== term) return;
-      if (this.#clock.now() >= term.deadline) {
-        this.#deselect('expired');
-        this.#reconsider(run);
-      } else {
-        this.#armDeadline(run, term);
-      }
+      if (this.#clock.now() < term.deadline) return this.#armDeadline(run, term);
+      this.#expire(run, term);
     }, term.deadline - this.#clock.now());
+  }
+
+  #expire(run: Run, term: Term): void {
+    this.#endTerm(term, 'expired');
+    this.#reconsider(run);
   }
 
   /**
@@ -666,9 +679,8 @@ export class Candidate extends EventEmitter<CandidateEvents> {
 
   /**
    * Refresh at grid point `at`. The refresh is told which point it was for:
-   * timers may fire a little early by the clock (Node rounds to whole
-   * milliseconds), and a refresh sent just before its grid point must still
-   * count as that point's, or the next one would be due at once.
+   * timers may fire a little early (Node rounds to whole milliseconds), and a
+   * refresh sent just before its grid point must still count as that point's.
    */
   #scheduleRefreshAt(run: Run, term: Term, at: number): void {
     this.#scheduleRefresh(run, term, at - this.#clock.now(), at);
@@ -678,18 +690,19 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     if (term.refreshTimer !== undefined) this.#clock.clearTimeout(term.refreshTimer);
     term.refreshTimer = this.#clock.setTimeout(() => {
       term.refreshTimer = undefined;
-      this.#refresh(run, term, term.verifyPending && term.inFlight === 0 ? 'verify' : 'refresh', gridPoint);
+      this.#confirm(run, term, term.verifyPending && term.inFlight === 0 ? 'verify' : 'refresh', gridPoint);
     }, ms);
   }
 
   /**
    * Confirm the hold: `refresh` extends it; `verify` (when the watch showed the
    * key free) rewrites our own term with a CAS guarded by it, which also tells
-   * a key deleted behind a live lease from a late event. Both confirm the hold
-   * for ttl from the send time, so both move the deadline.
+   * a key deleted behind a live lease or session from a late event (a store's
+   * refresh confirms the lease or session, see store.ts). Both confirm the
+   * hold for ttl from the send time, so both move the deadline.
    */
-  #refresh(run: Run, term: Term, how: 'refresh' | 'verify' = 'refresh', gridPoint?: number): void {
-    if (this.#term !== term) return;
+  #confirm(run: Run, term: Term, how: 'refresh' | 'verify', gridPoint?: number): void {
+    if (term.controller.signal.aborted) return;
     if (how === 'verify') {
       // Not dropped: a "key free" seen while a refresh is in flight is verified once it lands.
       if (term.inFlight > 0) {
@@ -697,93 +710,79 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         return;
       }
       term.verifyPending = false;
+    } else if (term.inFlight > 0) {
+      this.#suspend(term, new VipTimeoutError(`refresh on "${this.#options.path}"`, this.#options.refreshIntervalMs));
     }
     term.inFlight++;
     const sentAt = this.#clock.now();
-    const gridFrom = Math.max(sentAt, gridPoint ?? sentAt);
     // The next grid point's refresh is armed now, not when this one answers:
-    // a hung attempt does not hold up the next, which goes out beside it, so
-    // one stuck request does not cost the term (and a slow store still has
-    // until the deadline to answer each attempt).
-    this.#scheduleRefreshAt(run, term, this.#nextRefreshAt(gridFrom));
-    // Bounded by requestTimeout only, not by the deadline as it stands now: an
-    // earlier attempt answered meanwhile may move the deadline. A hung call
-    // cannot keep us leading all the same: the deadline timer ends the term,
-    // and an answer handled at or after the deadline ends it too (below).
-    const timeout = this.#options.requestTimeoutMs;
+    // a hung attempt does not hold up the next, which goes out beside it.
+    this.#scheduleRefreshAt(run, term, this.#nextRefreshAt(Math.max(sentAt, gridPoint ?? sentAt)));
     const { path, ttl } = this.#options;
     // `current`: who holds the key instead, when the store said so (a refused CAS does).
     type Answer = { held: Holder | null; current?: Holder | null };
-    const call = this.#call<Answer>(
-      run,
-      how === 'refresh' ? 'refresh' : 'compareAndSwap',
-      (signal) =>
-        how === 'refresh'
-          ? this.#store.refresh(path, term.holder, ttl, signal).then((held) => ({ held }))
-          : this.#store
-              .compareAndSwap(path, term.holder, this.#claim, ttl, signal)
-              .then((result) => (result.ok ? { held: result.holder } : { held: null, current: result.holder })),
-      timeout,
+    // Bounded by requestTimeout, not by the deadline as it stands now (an
+    // earlier attempt answered meanwhile may move it): the deadline timer ends
+    // the term whatever is in flight, and an answer past the deadline ends it too.
+    const call = this.#call<Answer>(run, how === 'refresh' ? 'refresh' : 'compareAndSwap', (signal) =>
+      how === 'refresh'
+        ? this.#store.refresh(path, term.holder, ttl, signal).then((held) => ({ held }))
+        : this.#store.compareAndSwap(path, term.holder, this.#claim, ttl, signal).then((result) => (result.ok ? { held: result.holder } : { held: null, current: result.holder })),
     );
     call.then(
       ({ held, current }) => {
         term.inFlight--;
-        if (this.#term !== term) return;
-        if (this.#clock.now() >= term.deadline) {
-          // Answered past the deadline (the process was paused, or the
-          // deadline timer has not run yet): isSelected() already turned
-          // false, so the term is over; a new one starts only with a new select.
-          this.#deselect('expired');
-          this.#reconsider(run);
-          return;
+        if (term.controller.signal.aborted) return;
+        const lost = held === null || !sameTerm(held, term.holder);
+        if (lost || this.#clock.now() >= term.deadline) {
+          // Past the deadline isSelected() already turned false: the term is
+          // over, even if the answer confirms it; a new one needs a new select.
+          this.#endTerm(term, lost ? 'lost' : 'expired');
+          if (lost && current !== undefined) this.#setLeader(run, current);
+          return this.#reconsider(run);
         }
-        if (held === null || !sameTerm(held, term.holder)) {
-          this.#deselect('lost');
-          if (current !== undefined) this.#setLeader(current);
-          this.#reconsider(run);
-          return;
-        }
-        term.refreshFailures = 0;
+        term.failures = 0;
         term.deadline = Math.max(term.deadline, sentAt + this.#options.ttlMs - this.#options.safetyMarginMs);
         this.#armDeadline(run, term);
         this.#emit('refresh', held.value, held.id);
         this.#emit('ping', held.value, held.id);
-        if (term.verifyPending && term.inFlight === 0 && this.#term === term) this.#refresh(run, term, 'verify');
+        if (term.suspended && !term.controller.signal.aborted) {
+          term.suspended = false;
+          this.#emit('resume');
+        }
+        if (term.verifyPending && term.inFlight === 0) this.#confirm(run, term, 'verify');
       },
       (error: unknown) => {
         term.inFlight--;
-        if (this.#term !== term) return;
+        if (term.controller.signal.aborted) return;
         this.#emitError(error);
+        this.#suspend(term, error instanceof Error ? error : new Error(describe(error)));
         // Unknown outcome: keep leading until the deadline and try again soon.
-        const delay = backoffDelay(this.#options, term.refreshFailures++);
+        const delay = backoffDelay(this.#options, term.failures++);
         this.#scheduleRefresh(run, term, Math.min(delay, Math.max(0, term.deadline - this.#clock.now())));
       },
     );
   }
 
-  #deselect(reason: DeselectReason): void {
-    const term = this.#term;
-    if (!term) return;
-    if (term.deadlineTimer !== undefined) this.#clock.clearTimeout(term.deadlineTimer);
-    if (term.refreshTimer !== undefined) this.#clock.clearTimeout(term.refreshTimer);
-    this.#term = undefined;
-    this.#state = 'following';
-    this.#emit('deselect', reason);
+  #suspend(term: Term, cause: Error): void {
+    if (term.suspended || term.controller.signal.aborted) return;
+    term.suspended = true;
+    this.#emit('suspend', cause);
   }
 
   // ---- plumbing -------------------------------------------------------------
 
+  #runOf(): Run | undefined {
+    return this.#state.kind === 'stopped' ? undefined : this.#state.run;
+  }
+
   /**
-   * One store call, bounded by `timeoutMs` on our own clock: past it we stop
-   * waiting, abort the call's signal and treat the outcome as unknown.
+   * One store call, bounded by requestTimeout on our own clock: past it we
+   * stop waiting, abort the call's signal and treat the outcome as unknown.
+   * `followRun`: the call is also aborted when the run is.
    */
-  #call<T>(
-    run: Run,
-    operation: VipStoreError['operation'],
-    request: (signal: AbortSignal) => Promise<T>,
-    timeoutMs: number,
-    followRun = true,
-  ): Promise<T> {
+  #call<T>(run: Run, operation: VipStoreError['operation'], request: (signal: AbortSignal) => Promise<T>, followRun = true): Promise<T> {
+    const timeoutMs = this.#options.requestTimeoutMs;
     const controller = new AbortController();
     const onRunAbort = (): void => controller.abort(run.controller.signal.reason);
     if (followRun) run.controller.signal.addEventListener('abort', onRunAbort, { once: true });
@@ -814,9 +813,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         run.pending.delete(result);
       });
     // The losers of the race may settle later; nobody waits for them.
-    attempt.catch(() => {});
-    timeout.catch(() => {});
-    aborted.catch(() => {});
+    for (const loser of [attempt, timeout, aborted]) loser.catch(() => {});
     run.pending.add(result);
     return result;
   }
@@ -837,19 +834,18 @@ export class Candidate extends EventEmitter<CandidateEvents> {
   }
 
   #emitError(error: unknown): void {
-    const wrapped = error instanceof Error ? error : new Error(describe(error));
-    this.#emit('error', wrapped);
+    this.#emit('error', error instanceof Error ? error : new Error(describe(error)));
   }
 
   /**
    * Deliver an event so that no listener can break the machine: each listener
-   * runs on its own, a throw (or a rejected promise from an async listener) is
-   * reported on `error`, and an `error` nobody listens to is dropped.
+   * runs on its own, a throw (or a rejected promise) is reported on `error`,
+   * and an `error` nobody listens to is dropped. One event at a time: an event
+   * raised by a listener (a `select` listener that calls stop()) is delivered
+   * once the current one has reached every listener, so no listener ever
+   * hears `deselect` before its `select`.
    */
   #emit<E extends keyof CandidateEvents>(event: E, ...args: CandidateEvents[E]): void {
-    // One event at a time: an event raised by a listener (a `select` listener
-    // that calls stop()) is delivered once the current one has reached every
-    // listener, so no listener ever hears `deselect` before its `select`.
     this.#eventQueue.push(() => emitIsolated(this, event, args));
     if (this.#delivering) return;
     this.#delivering = true;

@@ -1,3 +1,5 @@
+import type { DeselectReason } from './candidate.js';
+
 /** Thrown (synchronously, at the call that received it) for an invalid option or argument. */
 export class VipOptionError extends TypeError {
   override readonly name = 'VipOptionError';
@@ -18,6 +20,17 @@ export class VipStoreError extends Error {
     super(`${operation} on "${key}" failed: ${cause instanceof Error ? cause.message : describe(cause)}`, { cause });
     this.operation = operation;
     this.key = key;
+  }
+}
+
+/** The reason a term's signal aborts with (`select`'s signal, `termSignal()`, `whenSelected()`): the term ended. */
+export class VipDeselectedError extends Error {
+  override readonly name = 'VipDeselectedError';
+  /** Why the term ended, as in the `deselect` event. */
+  readonly reason: DeselectReason;
+  constructor(reason: DeselectReason) {
+    super(`the term ended: ${reason}`);
+    this.reason = reason;
   }
 }
 

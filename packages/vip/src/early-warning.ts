@@ -61,8 +61,9 @@ export function warnBeforeDeadline(candidate: Candidate, { clock, leadMs, onWarn
   const arm = (): void => {
     clear();
     const token = candidate.token();
-    const left = candidate.timeLeft();
-    if (token === null || left === null) return;
+    const seconds = candidate.timeLeft();
+    if (token === null || seconds === null) return;
+    const left = seconds * 1000;
     if (token === warned) {
       // Confirmed after the warning: give this term up rather than lead with no work
       // (after the listener returns, so the candidate is not re-entered mid-event).
@@ -74,7 +75,7 @@ export function warnBeforeDeadline(candidate: Candidate, { clock, leadMs, onWarn
     timer = clock.setTimeout(() => {
       timer = undefined;
       if (candidate.token() !== token) return;
-      const now = candidate.timeLeft() ?? 0;
+      const now = (candidate.timeLeft() ?? 0) * 1000;
       if (now > leadMs) return arm(); // the deadline moved without a refresh event: look again then
       warned = token;
       onWarn(token, now);

@@ -71,7 +71,7 @@ describe('vip(store)(options, fn)', () => {
     await service.start();
     await clock.advance(2000); // a refresh or two: the deadline has moved since the select
     store.partition();
-    const deadline = clock.now() + service.candidate!.timeLeft()!;
+    const deadline = clock.now() + service.candidate!.timeLeft()! * 1000;
     await clock.advance(5000);
     expect(events.map((e) => e.what)).toEqual(['abort', 'deselect expired']);
     expect(events[0]!.at).toBeLessThan(deadline);

@@ -89,7 +89,7 @@ describe('Supervisor: the child of `vip run`', () => {
       expect(alive(grandchild)).toBe(true);
 
       t.store.partition();
-      const deadline = t.clock.now() + t.candidate.timeLeft()!;
+      const deadline = t.clock.now() + t.candidate.timeLeft()! * 1000;
 
       await advanceUntil(t.clock, () => t.logged(/^sending SIGTERM/) !== undefined, 'SIGTERM');
       // Let the child take its SIGTERM before time moves on to the SIGKILL.
