@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Candidate, locker, type DeselectReason } from './candidate.js';
-import { VipOptionError } from './errors.js';
+import { VipDeselectedError, VipOptionError, VipTimeoutError } from './errors.js';
 import { MemoryBackend, MemoryStore } from './memory-store.js';
 import type { CandidateOptions } from './options.js';
 import type { Clock } from './clock.js';
@@ -65,6 +65,51 @@ async function startAll(c: ReturnType<typeof cluster>): Promise<void> {
     started.push(candidate);
     await candidate.start();
   }
+}
+
+/** A candidate on its own MemoryStore whose calls can be intercepted; `null` from a hook means "pass through". */
+function single(hooks: {
+  refresh?: (held: Holder, signal?: AbortSignal) => Promise<Holder | null> | null;
+  compareAndSwap?: (expected: Holder | null, next: unknown) => Promise<{ ok: boolean; holder: Holder | null }> | null;
+  /** Make the watch injectable: `inject(holder)` delivers an event the server never sent (a late or stale one). */
+  injectable?: boolean;
+}, options: Partial<CandidateOptions> = {}) {
+  const clock = new FakeClock();
+  clocks.add(clock);
+  const backend = new MemoryBackend({ clock });
+  const inner = new MemoryStore({ backend });
+  let inject: (holder: Holder | null) => void = () => {
+    throw new Error('single(): pass { injectable: true } to inject watch events');
+  };
+  async function* injectableWatch(key: string, signal: AbortSignal): AsyncGenerator<Holder | null> {
+    const queue: (Holder | null)[] = [];
+    let wake: (() => void) | undefined;
+    inject = (holder) => (queue.push(holder), wake?.());
+    const forward = (async () => {
+      for await (const holder of inner.watch(key, signal)) inject(holder);
+    })();
+    while (!signal.aborted) {
+      if (queue.length) yield queue.shift()!;
+      else await new Promise<void>((resolve) => ((wake = resolve), signal.addEventListener('abort', () => resolve())));
+    }
+    await forward;
+  }
+  const store: LockStore = {
+    compareAndSwap: (key, expected, next, ttl, signal) => hooks.compareAndSwap?.(expected, next) ?? inner.compareAndSwap(key, expected, next, ttl, signal),
+    refresh: (key, held, ttl, signal) => hooks.refresh?.(held, signal) ?? inner.refresh(key, held, ttl, signal),
+    watch: (key, signal) => (hooks.injectable ? injectableWatch(key, signal) : inner.watch(key, signal)),
+    close: () => inner.close(),
+  };
+  const candidate = new Candidate(store, { path: '/job', id: 'a', ttl: TTL, clock, random: () => 0.5, ...options });
+  started.push(candidate);
+  const log: string[] = [];
+  candidate.on('select', (_v, _id, holder) => log.push(`select:${holder.token}@${clock.now()}`));
+  candidate.on('deselect', (reason) => log.push(`deselect:${reason}@${clock.now()}`));
+  candidate.on('refresh', () => log.push(`refresh@${clock.now()}`));
+  candidate.on('error', () => log.push(`error@${clock.now()}`));
+  candidate.on('suspend', () => log.push(`suspend@${clock.now()}`));
+  candidate.on('resume', () => log.push(`resume@${clock.now()}`));
+  return { clock, backend, inner, candidate, log, inject: (holder: Holder | null) => inject(holder) };
 }
 
 const events = (c: ReturnType<typeof cluster>, node: string) => c.log.filter((l) => l.node === node && l.event !== 'refresh' && l.event !== 'change').map((l) => `${l.event}:${String(l.detail)}`);
@@ -748,31 +793,6 @@ describe('Candidate: bad input is refused where it is given', () => {
 });
 
 describe('Candidate: liveness (issue 11), each test failed on the code before its fix', () => {
-  /** A candidate on its own MemoryStore whose calls can be intercepted; `null` from a hook means "pass through". */
-  function single(hooks: {
-    refresh?: (held: Holder, signal?: AbortSignal) => Promise<Holder | null> | null;
-    compareAndSwap?: (expected: Holder | null, next: unknown) => Promise<{ ok: boolean; holder: Holder | null }> | null;
-  }, options: Partial<CandidateOptions> = {}) {
-    const clock = new FakeClock();
-    clocks.add(clock);
-    const backend = new MemoryBackend({ clock });
-    const inner = new MemoryStore({ backend });
-    const store: LockStore = {
-      compareAndSwap: (key, expected, next, ttl, signal) => hooks.compareAndSwap?.(expected, next) ?? inner.compareAndSwap(key, expected, next, ttl, signal),
-      refresh: (key, held, ttl, signal) => hooks.refresh?.(held, signal) ?? inner.refresh(key, held, ttl, signal),
-      watch: (key, signal) => inner.watch(key, signal),
-      close: () => inner.close(),
-    };
-    const candidate = new Candidate(store, { path: '/job', id: 'a', ttl: TTL, clock, random: () => 0.5, ...options });
-    started.push(candidate);
-    const log: string[] = [];
-    candidate.on('select', (_v, _id, holder) => log.push(`select:${holder.token}@${clock.now()}`));
-    candidate.on('deselect', (reason) => log.push(`deselect:${reason}@${clock.now()}`));
-    candidate.on('refresh', () => log.push(`refresh@${clock.now()}`));
-    candidate.on('error', () => log.push(`error@${clock.now()}`));
-    return { clock, backend, inner, candidate, log };
-  }
-
   it('one hung refresh does not cost the term: the attempt is cut short and another goes out before the deadline', async () => {
     let calls = 0;
     const sent: number[] = [];
@@ -962,5 +982,167 @@ describe('Candidate: rules that only a store with latency can show', () => {
     await c.clock.advance(10_000);
     expect(c.log.filter((l) => l.node === 'n0' && (l.event === 'select' || l.event === 'deselect')).map((l) => l.event)).toEqual(['select']);
     expect(node.candidate.isSelected()).toBe(true);
+  });
+});
+
+describe('Candidate: the term signal', () => {
+  it('select hands over the term signal, the same as termSignal() and whenSelected(); stop() aborts it before deselect listeners run', async () => {
+    const { candidate } = single({});
+    const handed: AbortSignal[] = [];
+    candidate.on('select', (_v, _id, _holder, signal) => handed.push(signal));
+    let abortedInDeselect: unknown;
+    candidate.on('deselect', () => (abortedInDeselect = candidate.listenerCount('deselect') && handed[0]!.aborted));
+    await candidate.start();
+    await settle();
+    const signal = candidate.termSignal();
+    expect(signal).toBeInstanceOf(AbortSignal);
+    expect(handed).toEqual([signal]);
+    expect(await candidate.whenSelected()).toBe(signal);
+    expect(signal!.aborted).toBe(false);
+    await candidate.stop();
+    expect(abortedInDeselect).toBe(true);
+    expect(signal!.reason).toBeInstanceOf(VipDeselectedError);
+    expect((signal!.reason as VipDeselectedError).reason).toBe('stopped');
+    expect(candidate.termSignal()).toBeNull();
+  });
+
+  const endings: [DeselectReason, (t: ReturnType<typeof single>) => Promise<void>, Parameters<typeof single>[0]?][] = [
+    ['resigned', (t) => t.candidate.resign()],
+    ['error', (t) => t.candidate.resign({ reason: 'error' })],
+    ['expired', (t) => t.clock.advance(3000), { refresh: () => new Promise<never>(() => {}) }],
+    ['lost', (t) => t.clock.advance(1500), { refresh: () => Promise.resolve(null) }],
+  ];
+  for (const [reason, end, hooks] of endings) {
+    it(`a term that ends "${reason}" aborts its signal with that reason, and a later term has a signal of its own`, async () => {
+      const t = single(hooks ?? {});
+      await t.candidate.start();
+      await settle();
+      const signal = t.candidate.termSignal()!;
+      await end(t);
+      await settle();
+      expect(t.log.filter((l) => l.startsWith('deselect'))[0]).toMatch(new RegExp(`^deselect:${reason}@`));
+      expect(signal.aborted).toBe(true);
+      expect((signal.reason as VipDeselectedError).reason).toBe(reason);
+      expect((signal.reason as Error).message).toContain(reason);
+      if (t.candidate.isSelected()) expect(t.candidate.termSignal()).not.toBe(signal);
+    });
+  }
+
+  it('resign({ holdOff: 0 }) ends the term and the next term starts with a fresh, unaborted signal and a larger token', async () => {
+    const { candidate } = single({});
+    await candidate.start();
+    await settle();
+    const first = candidate.termSignal()!;
+    const token = candidate.token()!;
+    await candidate.resign({ holdOff: 0 });
+    await settle();
+    expect(first.aborted).toBe(true);
+    expect(candidate.isSelected()).toBe(true);
+    expect(candidate.termSignal()!.aborted).toBe(false);
+    expect(candidate.token()! > token).toBe(true);
+  });
+});
+
+describe('Candidate: suspended (leading on borrowed time) vs lost', () => {
+  it('a failed refresh suspends the leader once, and the next confirmed refresh resumes it', async () => {
+    let failures = 0;
+    const { clock, candidate, log } = single({ refresh: () => (failures-- > 0 ? Promise.reject(new Error('store unreachable')) : null) });
+    const causes: Error[] = [];
+    candidate.on('suspend', (cause) => causes.push(cause));
+    await candidate.start();
+    await clock.advance(1500);
+    expect(log.some((l) => l.startsWith('suspend'))).toBe(false); // healthy refreshes never suspend
+    failures = 2;
+    await clock.advance(800); // refresh at 2000 fails, its retry at 2075 fails, the one at 2225 is confirmed
+    expect(candidate.isSuspended()).toBe(false);
+    expect(log.filter((l) => !l.startsWith('select'))).toEqual(['refresh@1000', 'error@2000', 'suspend@2000', 'error@2075', 'refresh@2225', 'resume@2225']);
+    expect(causes).toHaveLength(1);
+    expect(causes[0]!.message).toContain('store unreachable');
+    expect(candidate.isSelected()).toBe(true);
+  });
+
+  it('isSuspended() is true while refreshes fail, and false again once the term has ended at its deadline', async () => {
+    let failing = false;
+    const { clock, candidate, log } = single({ refresh: () => (failing ? Promise.reject(new Error('store unreachable')) : null) });
+    await candidate.start();
+    await clock.advance(1500);
+    failing = true;
+    await clock.advance(600); // refresh at 2000 failed
+    expect(candidate.isSuspended()).toBe(true);
+    expect(candidate.isSelected()).toBe(true);
+    await clock.advance(1500); // deadline at 1000 + 2400
+    expect(log).toContain('deselect:expired@3400');
+    expect(candidate.isSuspended()).toBe(false);
+    expect(log.filter((l) => l.startsWith('resume'))).toEqual([]); // a term that ended is not resumed
+  });
+
+  it('a refresh still unanswered when the next is due suspends the leader; its late answer resumes it', async () => {
+    const { clock, candidate, log } = single({
+      refresh: (held) => new Promise<Holder>((resolve) => clock.setTimeout(() => resolve(held), 1300)),
+    });
+    const causes: Error[] = [];
+    candidate.on('suspend', (cause) => causes.push(cause));
+    await candidate.start();
+    await clock.advance(2500);
+    expect(log.filter((l) => !l.startsWith('select'))).toEqual(['suspend@2000', 'refresh@2300', 'resume@2300']);
+    expect(causes[0]).toBeInstanceOf(VipTimeoutError);
+    expect(candidate.isSelected()).toBe(true);
+  });
+});
+
+describe('Candidate: what a leader makes of events and late answers', () => {
+  it('a watch event with an older token than its term is a late event from before it won: ignored', async () => {
+    const { candidate, log, inject } = single({ injectable: true });
+    const changes: (string | null)[] = [];
+    await candidate.start();
+    await settle();
+    candidate.on('change', (_value, leaderId) => changes.push(leaderId));
+    expect(candidate.token()).toBe(1n);
+    inject({ id: 'before-us', value: 'old', token: 0n });
+    await settle();
+    expect(candidate.isSelected()).toBe(true);
+    expect(candidate.id()).toBe('a');
+    expect(changes).toEqual([]);
+    expect(log.filter((l) => l.startsWith('deselect'))).toEqual([]);
+  });
+
+  it('a watch event with a newer term of another holder ends the term "lost" and names the new leader', async () => {
+    const { candidate, log, inject } = single({ injectable: true });
+    await candidate.start();
+    await settle();
+    inject({ id: 'b', value: 'w', token: 5n });
+    await settle();
+    expect(log.filter((l) => l.startsWith('deselect'))).toEqual(['deselect:lost@0']);
+    expect(candidate.id()).toBe('b');
+  });
+
+  it('a refresh answered late and null ends the term "lost" (not "expired"): the store said the hold is gone', async () => {
+    let answer: ((held: Holder | null) => void) | undefined;
+    const { clock, candidate, log } = single({ refresh: () => (answer ? null : new Promise<Holder | null>((resolve) => (answer = resolve))) });
+    await candidate.start();
+    await settle();
+    await clock.advance(1000);
+    clock.jump(2000); // paused past the deadline (2400); no timer has run
+    answer!(null);
+    await settle();
+    expect(log.filter((l) => l.startsWith('deselect'))[0]).toBe('deselect:lost@3000');
+  });
+
+  it('a "key free" event refuted by the store (another holds it) ends the term "lost" and follows the holder the store named', async () => {
+    const other: Holder = { id: 'b', value: 'w', token: 9n };
+    const { candidate, log, inject } = single({
+      injectable: true,
+      // The verify (a CAS guarded by our own term) is refused: the store names who holds the key.
+      compareAndSwap: (expected, next) => (expected !== null && next !== null ? Promise.resolve({ ok: false, holder: other }) : null),
+    });
+    const changes: (string | null)[] = [];
+    await candidate.start();
+    await settle();
+    candidate.on('change', (_value, leaderId) => changes.push(leaderId));
+    inject(null);
+    await settle();
+    expect(log.filter((l) => l.startsWith('deselect'))).toEqual(['deselect:lost@0']);
+    expect(changes).toEqual(['b']); // never "free": the store said who holds it
+    expect(candidate.id()).toBe('b');
   });
 });
