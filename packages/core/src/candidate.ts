@@ -1,128 +1,15 @@
 /**
- * The election state machine. This file owns every timer and the whole safety
- * argument; stores only keep the promises written in `store.ts`. Its state is
- * `#state`, one of:
- *
- *   stopped --start()--> following --CAS won--> leading
- *      ^                  ^    |                  |
- *      |                  |    +-- decide() ------+-- refresh lost / newer holder / deadline / resign()
- *      |                  +-----------------------+
- *      +---- stopping <-- stop() (from following or leading: deselect, release what is ours)
- *
- * - following{run}: the run's watch feeds `#observe`; a pure `decide()` says
- *   what to do about the holder seen, and one store call at a time (the
- *   run's slot) carries it out: acquire, release a stale hold of ours, or
- *   wait out a hold-off.
- * - leading{run, term}: the term owns its deadline, its refresh timers and an
- *   AbortSignal that aborts when the term ends (handed to `select` listeners).
- * - stopping{run}: stop() was called; start() waits for it to finish.
- *
- * Safety rests on one number, the term's local deadline:
- *
- *   deadline = (monotonic time a confirmed CAS or refresh was *sent*) + ttl - safetyMargin
- *
- * The store promises the hold lives at least `ttl` from that send time, so the
- * server cannot give the key to anyone else before the deadline; and the
- * leader stops calling itself leader at the deadline whether or not the store
- * answers. `isSelected()` compares with the deadline itself, so a process that
- * was paused (GC, SIGSTOP) past it never reports a leadership it may have lost.
+ * `Candidate`: what an application uses to take part in an election. This
+ * file is its public face (queries, `whenSelected()`, `changes()`); the state
+ * machine, its timers and the safety argument are in machine.ts.
  */
-import { EventEmitter } from 'node:events';
-import type { Clock, TimerHandle } from './clock.js';
-import { decide } from './decide.js';
-import { describe, VipDeselectedError, VipOptionError, VipStoreError, VipTimeoutError } from './errors.js';
-import { emitIsolated } from './emit.js';
-import { backoffDelay, MAX_SECONDS, resolveOptions, type CandidateOptions, type ResolvedOptions } from './options.js';
-import { sameHolder, sameTerm, type Claim, type Holder, type LockStore } from './store.js';
+import { describe } from './errors.js';
+import type { CandidateEvents } from './events.js';
+import { Machine, type ChangeListener } from './machine.js';
+import type { CandidateOptions } from './options.js';
+import type { Holder, LockStore } from './store.js';
 
-/**
- * Why a leader stopped leading:
- * - `stopped`: `stop()` was called;
- * - `resigned`: `resign()` was called;
- * - `error`: `resign({ reason: 'error' })`, used when the leader's own work failed;
- * - `lost`: the store said the hold is gone (refresh answered `null`) or a newer holder appeared;
- * - `expired`: the local deadline passed without a confirmed refresh (store unreachable or slow).
- */
-export type DeselectReason = 'stopped' | 'resigned' | 'error' | 'lost' | 'expired';
-
-export interface CandidateEvents {
-  /**
-   * On every node, when the key's holder changes. `value` and `leaderId` are
-   * `null` when the key became free (followers then campaign for it on their own).
-   */
-  change: [value: string | null, leaderId: string | null, holder: Holder | null];
-  /**
-   * On the node that became leader. `holder.token` is the fencing token of
-   * this term; `signal` aborts (with a `VipDeselectedError`) when the term ends.
-   */
-  select: [value: string, leaderId: string, holder: Holder, signal: AbortSignal];
-  /** On the node that stopped leading; always after a `select`. */
-  deselect: [reason: DeselectReason];
-  /** On the leader, after each confirmed refresh. */
-  refresh: [value: string, leaderId: string];
-  /**
-   * On the leader, when the store has not confirmed the hold for a refresh
-   * interval (a refresh failed, or is still unanswered when the next is due).
-   * It still leads, on borrowed time until its deadline: stop taking new work.
-   */
-  suspend: [cause: Error];
-  /** On a suspended leader, when a refresh is confirmed again. */
-  resume: [];
-  /** On any node, when a store round trip confirms the current leader. */
-  ping: [value: string, leaderId: string];
-  /**
-   * Store errors and listener errors. They never stop the candidate: it backs
-   * off and keeps campaigning. With no `error` listener they are dropped, never thrown.
-   */
-  error: [error: Error];
-}
-
-/** One start()..stop() cycle, with the follower's state; work from an older run is ignored when it lands. */
-interface Run {
-  readonly controller: AbortController;
-  readonly ready: Promise<void>;
-  markReady(): void;
-  /** Store calls in flight, awaited (bounded by their timeouts) by stop(). */
-  readonly pending: Set<Promise<unknown>>;
-  /** Last holder observed (watch or own call); `undefined` until the first read. */
-  leader: Holder | null | undefined;
-  /** The follower's one store call in flight (acquire or release). */
-  slot: Promise<void> | undefined;
-  /** Something was observed while the slot was busy: decide again when it is free. */
-  dirty: boolean;
-  retryTimer: TimerHandle | undefined;
-  failures: number;
-  /** Monotonic ms before which this run does not campaign (`resign()`). */
-  holdOffUntil: number;
-  /** The last stale hold of ours released; never released twice. */
-  released: Holder | null;
-}
-
-/** The term this candidate leads. */
-interface Term {
-  readonly holder: Holder;
-  /** Aborted, with a VipDeselectedError, when the term ends. */
-  readonly controller: AbortController;
-  deadline: number;
-  deadlineTimer: TimerHandle | undefined;
-  refreshTimer: TimerHandle | undefined;
-  /** Refreshes sent and not yet answered (a hung one does not hold up the next). */
-  inFlight: number;
-  /** The watch showed the key free while a refresh was in flight: verify once it lands. */
-  verifyPending: boolean;
-  failures: number;
-  suspended: boolean;
-}
-
-type State =
-  | { readonly kind: 'stopped' }
-  | { readonly kind: 'following'; readonly run: Run }
-  | { readonly kind: 'leading'; readonly run: Run; readonly term: Term }
-  | { readonly kind: 'stopping'; readonly run: Run; readonly done: Promise<void> };
-
-type ChangeListener = (holder: Holder | null) => void;
-
-const STOPPED: State = { kind: 'stopped' };
+export type { CandidateEvents, DeselectReason } from './events.js';
 
 /** What a Candidate calls on its store; checked when it is created, not on first use. */
 const STORE_METHODS = ['compareAndSwap', 'refresh', 'watch', 'close'] as const;
@@ -138,28 +25,10 @@ function checkStore(where: string, store: LockStore): void {
   }
 }
 
-export class Candidate extends EventEmitter<CandidateEvents> {
-  readonly #store: LockStore;
-  readonly #options: ResolvedOptions;
-  readonly #clock: Clock;
-  readonly #claim: Claim;
-  #state: State = STOPPED;
-  /** Counts stop() calls, so a start() that waited for a shutdown knows whether a later stop() overrode it. */
-  #stopCalls = 0;
-  /** Events raised by a listener wait here until the event being delivered has reached every listener. */
-  readonly #eventQueue: (() => void)[] = [];
-  #delivering = false;
-  readonly #changeListeners = new Set<ChangeListener>();
-  /** Called when the candidate stops, to end `changes()` iterators and `whenSelected()` waits. */
-  readonly #endListeners = new Set<() => void>();
-
+export class Candidate extends Machine {
   constructor(store: LockStore, options: CandidateOptions) {
-    super();
     checkStore('Candidate', store);
-    this.#store = store;
-    this.#options = resolveOptions(store, options);
-    this.#clock = this.#options.clock;
-    this.#claim = { id: this.#options.id, value: this.#options.value };
+    super(store, options);
   }
 
   // ---- what a user asks (times in seconds, like the options) ---------------
@@ -176,42 +45,42 @@ export class Candidate extends EventEmitter<CandidateEvents> {
 
   /** The current leader as last seen, with its token, or `null`. */
   holder(): Holder | null {
-    return this.#state.kind === 'stopped' ? null : (this.#state.run.leader ?? null);
+    return this.state.kind === 'stopped' ? null : (this.state.run.leader ?? null);
   }
 
   /** This candidate's own id. */
   localid(): string {
-    return this.#options.id;
+    return this.options.id;
   }
 
   /** This candidate's own value. */
   localvalue(): string {
-    return this.#options.value;
+    return this.options.value;
   }
 
   /** `id + ':::' + value`, as the `locked` module exposed it. */
   localdata(): string {
-    return `${this.#options.id}:::${this.#options.value}`;
+    return `${this.options.id}:::${this.options.value}`;
   }
 
   /** The election key. */
   path(): string {
-    return this.#options.path;
+    return this.options.path;
   }
 
   /** The TTL in seconds. */
   ttl(): number {
-    return this.#options.ttl;
+    return this.options.ttl;
   }
 
   /** Seconds between the local deadline and the earliest the server may expire the hold. */
   safetyMargin(): number {
-    return this.#options.safetyMarginMs / 1000;
+    return this.options.safetyMarginMs / 1000;
   }
 
   /** Seconds between refreshes while leading. */
   refreshInterval(): number {
-    return this.#options.refreshIntervalMs / 1000;
+    return this.options.refreshIntervalMs / 1000;
   }
 
   /**
@@ -220,28 +89,28 @@ export class Candidate extends EventEmitter<CandidateEvents> {
    * that announces `deselect` has had a chance to run.
    */
   isSelected(): boolean {
-    return this.#leading() !== undefined;
+    return this.leadingTerm() !== undefined;
   }
 
   /** Whether this node leads on borrowed time: refreshes are failing (see the `suspend` event). */
   isSuspended(): boolean {
-    return this.#leading()?.suspended ?? false;
+    return this.leadingTerm()?.suspended ?? false;
   }
 
   /** The fencing token of this node's current term while it leads, else `null`. */
   token(): bigint | null {
-    return this.#leading()?.holder.token ?? null;
+    return this.leadingTerm()?.holder.token ?? null;
   }
 
   /** Seconds (on this process's monotonic clock) until the local deadline while leading, else `null`. */
   timeLeft(): number | null {
-    const term = this.#leading();
-    return term ? (term.deadline - this.#clock.now()) / 1000 : null;
+    const term = this.leadingTerm();
+    return term ? (term.deadline - this.clock.now()) / 1000 : null;
   }
 
   /** The current term's signal while leading (aborts when the term ends), else `null`. */
   termSignal(): AbortSignal | null {
-    return this.#leading()?.controller.signal ?? null;
+    return this.leadingTerm()?.controller.signal ?? null;
   }
 
   /**
@@ -259,7 +128,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       const settle = (): void => {
         this.off('select', onSelect);
         signal?.removeEventListener('abort', onAbort);
-        this.#endListeners.delete(onStop);
+        this.endListeners.delete(onStop);
       };
       const onSelect = (...[, , , termSignal]: CandidateEvents['select']): void => {
         settle();
@@ -271,13 +140,13 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       };
       const onStop = (): void => {
         settle();
-        reject(new Error(`Candidate "${this.#options.id}" on "${this.#options.path}" was stopped before it was selected`));
+        reject(new Error(`Candidate "${this.options.id}" on "${this.options.path}" was stopped before it was selected`));
       };
       if (signal?.aborted) return reject(signal.reason);
       this.on('select', onSelect);
       signal?.addEventListener('abort', onAbort, { once: true });
       // Also before start(): the run that start() begins ends in the same shutdown.
-      this.#endListeners.add(onStop);
+      this.endListeners.add(onStop);
     });
   }
 
@@ -292,12 +161,12 @@ export class Candidate extends EventEmitter<CandidateEvents> {
     };
     const finish = (): void => {
       done = true;
-      this.#changeListeners.delete(listener);
+      this.changeListeners.delete(listener);
       wake?.();
     };
-    if (this.#state.kind !== 'stopped' && this.#state.run.leader !== undefined) queue.push(this.#state.run.leader);
-    this.#changeListeners.add(listener);
-    this.#endListeners.add(finish);
+    if (this.state.kind !== 'stopped' && this.state.run.leader !== undefined) queue.push(this.state.run.leader);
+    this.changeListeners.add(listener);
+    this.endListeners.add(finish);
     const iterator: AsyncIterableIterator<Holder | null> = {
       next: async () => {
         while (queue.length === 0 && !done) await new Promise<void>((resolve) => (wake = resolve));
@@ -306,7 +175,7 @@ export class Candidate extends EventEmitter<CandidateEvents> {
         return { value: undefined, done: true };
       },
       return: async () => {
-        this.#endListeners.delete(finish);
+        this.endListeners.delete(finish);
         finish();
         queue.length = 0;
         return { value: undefined, done: true };
@@ -314,546 +183,6 @@ export class Candidate extends EventEmitter<CandidateEvents> {
       [Symbol.asyncIterator]: () => iterator,
     };
     return iterator;
-  }
-
-  // ---- lifecycle: start, stop and resign, applied one at a time -------------
-
-  /**
-   * Start campaigning. Resolves once the key's current holder has been read
-   * (or the first attempt failed and was reported on `error`; the candidate
-   * keeps trying). Calling it again while started returns the same promise.
-   */
-  async start(): Promise<void> {
-    const stopCalls = this.#stopCalls;
-    while (this.#state.kind === 'stopping') {
-      await this.#state.done;
-      if (this.#stopCalls !== stopCalls) return; // stop() was called again after this start(): the later call wins
-    }
-    if (this.#state.kind !== 'stopped') return this.#state.run.ready;
-    let resolveReady!: () => void;
-    const ready = new Promise<void>((resolve) => (resolveReady = resolve));
-    // A store that never answers the first read must not leave start() pending
-    // in silence: after requestTimeout it is reported and start() resolves.
-    let silence: TimerHandle | undefined = this.#clock.setTimeout(() => {
-      silence = undefined;
-      if (this.#runOf() !== run) return;
-      this.#emitError(new VipStoreError('watch', this.#options.path, new VipTimeoutError('the first read of the key', this.#options.requestTimeoutMs)));
-      resolveReady();
-    }, this.#options.requestTimeoutMs);
-    const markReady = (): void => {
-      if (silence !== undefined) this.#clock.clearTimeout(silence);
-      silence = undefined;
-      resolveReady();
-    };
-    // Everything a run knows starts afresh: a resign() hold-off belongs to the run it was asked in.
-    const run: Run = {
-      controller: new AbortController(),
-      ready,
-      markReady,
-      pending: new Set(),
-      leader: undefined,
-      slot: undefined,
-      dirty: false,
-      retryTimer: undefined,
-      failures: 0,
-      holdOffUntil: 0,
-      released: null,
-    };
-    this.#state = { kind: 'following', run };
-    void this.#watchLoop(run);
-    return ready;
-  }
-
-  /**
-   * Stop campaigning. A leader first announces `deselect('stopped')` (stop
-   * your leader work in that listener), then releases the key so the next
-   * leader is chosen in one watch round trip instead of after a TTL. Safe to call twice.
-   */
-  stop(): Promise<void> {
-    this.#stopCalls++;
-    const state = this.#state;
-    if (state.kind === 'stopping') return state.done;
-    if (state.kind === 'stopped') return Promise.resolve();
-    const { run } = state;
-    const term = state.kind === 'leading' ? state.term : undefined;
-    // The state says "stopping" before anything else happens: deselect
-    // listeners may call stop() or start() again, and must find it so.
-    let proceed!: () => void;
-    const done = new Promise<void>((resolve) => (proceed = resolve)).then(() => this.#shutdown(run, term));
-    this.#state = { kind: 'stopping', run, done };
-    // Aborted first, so no answer of this run that lands from now on can make us lead.
-    run.controller.abort();
-    this.#clearRetry(run);
-    if (term) this.#endTerm(term, 'stopped');
-    proceed();
-    return done;
-  }
-
-  /**
-   * Give up leadership but keep campaigning after `holdOff` seconds (default:
-   * ttl), so that another node takes the job. Does nothing when not leading.
-   * Resolves once the store has answered the release (a failed one is retried).
-   */
-  async resign(options: { reason?: 'resigned' | 'error'; holdOff?: number } = {}): Promise<void> {
-    if (options === null || typeof options !== 'object') {
-      throw new VipOptionError('Candidate.resign', 'options', 'an object like { holdOff: 10 } or omitted', options);
-    }
-    const holdOff = options.holdOff ?? this.#options.ttl;
-    if (typeof holdOff !== 'number' || !Number.isFinite(holdOff) || holdOff < 0 || holdOff > MAX_SECONDS) {
-      throw new VipOptionError('Candidate.resign', 'holdOff', `a number of seconds from 0 to ${MAX_SECONDS}`, holdOff);
-    }
-    const reason = options.reason ?? 'resigned';
-    if (reason !== 'resigned' && reason !== 'error') throw new VipOptionError('Candidate.resign', 'reason', '"resigned" or "error"', reason);
-    const state = this.#state;
-    if (state.kind !== 'leading') return;
-    const { run, term } = state;
-    run.holdOffUntil = this.#clock.now() + holdOff * 1000;
-    // The term ends; the follower then sees a hold of ours that it does not
-    // lead and gives it back, through the same slot and retries as any stale hold.
-    this.#endTerm(term, reason);
-    this.#reconsider(run);
-    for (let i = 0; i < 2 && run.slot; i++) await run.slot;
-  }
-
-  /** After stop() has deselected: let calls in flight land, release what is ours, and settle. */
-  async #shutdown(run: Run, term: Term | undefined): Promise<void> {
-    // Each call is bounded by its timeout and does not follow the run's abort:
-    // a key won meanwhile is released by #acquire, not left on a shared lease.
-    await Promise.allSettled([...run.pending]);
-    const stale = run.leader?.id === this.#options.id && !sameTerm(run.leader, run.released) ? run.leader : null;
-    const ours = term?.holder ?? stale;
-    if (ours && !(await this.#release(run, ours))) this.#releaseAfterStop(ours, 0);
-    run.markReady();
-    this.#state = STOPPED;
-    for (const end of [...this.#endListeners]) end();
-    this.#endListeners.clear();
-  }
-
-  // ---- following ----------------------------------------------------------
-
-  async #watchLoop(run: Run): Promise<void> {
-    const signal = run.controller.signal;
-    let failures = 0;
-    while (!signal.aborted) {
-      try {
-        for await (const holder of this.#store.watch(this.#options.path, signal)) {
-          if (signal.aborted) break;
-          failures = 0;
-          this.#observe(run, holder);
-        }
-        if (signal.aborted) break;
-        this.#emitError(new VipStoreError('watch', this.#options.path, new Error('the watch ended unexpectedly')));
-      } catch (error) {
-        if (signal.aborted) break;
-        this.#emitError(new VipStoreError('watch', this.#options.path, error));
-      }
-      run.markReady();
-      await this.#sleep(backoffDelay(this.#options, failures++), signal);
-    }
-  }
-
-  /** Everything the candidate learns about the key goes through here. */
-  #observe(run: Run, holder: Holder | null): void {
-    const state = this.#state;
-    if (state.kind === 'stopped' || state.kind === 'stopping' || state.run !== run) return;
-    run.markReady();
-    if (state.kind === 'leading') {
-      const { term } = state;
-      // A holder older than our term is a late event from before we won: ignore it.
-      if (holder !== null && holder.token < term.holder.token) return;
-      if (holder === null) {
-        // The key looks free while we lead. The event may be late (a term that
-        // began and ended between our last look and our win), so re-check with
-        // the store instead of trusting the watch (etcd-io/etcd#11051).
-        // Until the store answers, nobody is told the key is free.
-        return this.#confirm(run, term, 'verify');
-      }
-      // Another term: we stop leading before anyone hears of the new holder.
-      if (!sameTerm(holder, term.holder)) this.#endTerm(term, 'lost');
-    }
-    this.#setLeader(run, holder);
-    this.#reconsider(run);
-  }
-
-  #setLeader(run: Run, holder: Holder | null): void {
-    const previous = run.leader;
-    run.leader = holder;
-    if (previous === undefined || !sameHolder(previous, holder)) {
-      this.#emit('change', holder?.value ?? null, holder?.id ?? null, holder);
-      for (const listener of this.#changeListeners) listener(holder);
-    }
-    if (holder) this.#emit('ping', holder.value, holder.id);
-  }
-
-  /** A follower carries out what `decide()` says, one store call at a time. */
-  #reconsider(run: Run): void {
-    const state = this.#state;
-    if (state.kind !== 'following' || state.run !== run) return;
-    if (run.slot) {
-      run.dirty = true;
-      return;
-    }
-    if (run.retryTimer !== undefined) return; // a retry is already scheduled
-    const now = this.#clock.now();
-    const step = decide({ holder: run.leader, self: this.#options.id, released: run.released, holdOffUntil: run.holdOffUntil, now });
-    if (step.do === 'acquire') this.#occupy(run, () => this.#acquire(run));
-    else if (step.do === 'release') this.#occupy(run, () => this.#releaseStale(run, step.holder));
-    else if (step.do === 'wait') this.#retryAfter(run, step.until - now);
-  }
-
-  /** Run the follower's one store call, then decide again about anything observed meanwhile. */
-  #occupy(run: Run, work: () => Promise<void>): void {
-    run.dirty = false;
-    const slot: Promise<void> = (async () => {
-      try {
-        await work();
-      } finally {
-        run.pending.delete(run.slot!);
-        run.slot = undefined;
-      }
-      if (run.dirty) {
-        run.dirty = false;
-        this.#reconsider(run);
-      }
-    })();
-    run.slot = slot;
-    run.pending.add(slot); // stop() waits for it, so a key won meanwhile is released before stop() resolves
-  }
-
-  async #acquire(run: Run): Promise<void> {
-    const sentAt = this.#clock.now();
-    // Not cut short by stop(): a CAS already on its way may still win, and
-    // stop() waits for it (bounded by the timeout) so a won key is released.
-    const call = this.#call(run, 'compareAndSwap', (signal) => this.#store.compareAndSwap(this.#options.path, null, this.#claim, this.#options.ttl, signal), false);
-    try {
-      const result = await call;
-      if (run.controller.signal.aborted) {
-        if (result.ok && result.holder) await this.#release(run, result.holder);
-        return;
-      }
-      if (result.ok && result.holder) {
-        run.failures = 0;
-        this.#lead(run, result.holder, sentAt);
-      } else if (result.holder === null) {
-        // Refused although nobody holds the key (Consul's lock delay, or a term
-        // that began and ended meanwhile): the watch may never move again, so
-        // retry, with the backoff growing for as long as the refusals last.
-        this.#retryAfter(run, backoffDelay(this.#options, run.failures++));
-      } else {
-        run.failures = 0; // somebody holds it: a plain answer, we follow
-      }
-    } catch (error) {
-      if (run.controller.signal.aborted) return;
-      this.#emitError(error);
-      this.#retryAfter(run, backoffDelay(this.#options, run.failures++));
-    }
-  }
-
-  async #releaseStale(run: Run, holder: Holder): Promise<void> {
-    // Released, or no longer ours: either way that term is over for us.
-    if (await this.#release(run, holder)) run.released = holder;
-    else this.#retryAfter(run, backoffDelay(this.#options, run.failures++));
-  }
-
-  /**
-   * Release `holder` (CAS holder -> null). Resolves whether the store answered
-   * (released, or refused because the hold is no longer ours); errors are
-   * reported on `error`, never thrown.
-   */
-  async #release(run: Run, holder: Holder): Promise<boolean> {
-    try {
-      await this.#call(run, 'release', (signal) => this.#store.compareAndSwap(this.#options.path, holder, null, this.#options.ttl, signal), false);
-      return true;
-    } catch (error) {
-      this.#emitError(error);
-      return false;
-    }
-  }
-
-  /**
-   * A release that failed in stop() (store unreachable) is tried again in the
-   * background: a key left on a lease or session that other elections of this
-   * process keep alive would otherwise never be freed. Bounded in time; the
-   * timer does not keep the process alive, and a start() takes over (its run
-   * releases stale holds of ours by itself).
-   */
-  #releaseAfterStop(holder: Holder, attempt: number, since = this.#clock.now()): void {
-    const giveUpAfterMs = Math.max(RELEASE_AFTER_STOP_MIN_MS, 10 * this.#options.ttlMs);
-    if (this.#clock.now() - since >= giveUpAfterMs) {
-      const why = `gave up releasing the key after ${Math.round(giveUpAfterMs / 1000)} s of failures; it stays held until the store expires it`;
-      return this.#emitError(new VipStoreError('release', this.#options.path, new Error(why)));
-    }
-    const timer = this.#clock.setTimeout(() => {
-      if (this.#state.kind !== 'stopped') return;
-      const detached = { controller: new AbortController(), pending: new Set<Promise<unknown>>() } as Run;
-      void this.#release(detached, holder).then((answered) => {
-        if (!answered) this.#releaseAfterStop(holder, attempt + 1, since);
-      });
-    }, backoffDelay(this.#options, attempt));
-    timer.unref?.();
-  }
-
-  #retryAfter(run: Run, ms: number): void {
-    this.#clearRetry(run);
-    run.retryTimer = this.#clock.setTimeout(() => {
-      run.retryTimer = undefined;
-      this.#reconsider(run);
-    }, ms);
-  }
-
-  #clearRetry(run: Run): void {
-    if (run.retryTimer !== undefined) this.#clock.clearTimeout(run.retryTimer);
-    run.retryTimer = undefined;
-  }
-
-  // ---- leading ------------------------------------------------------------
-
-  /** The term while this node leads and its deadline has not passed, else `undefined`. */
-  #leading(): Term | undefined {
-    const state = this.#state;
-    return state.kind === 'leading' && this.#clock.now() < state.term.deadline ? state.term : undefined;
-  }
-
-  #lead(run: Run, holder: Holder, sentAt: number): void {
-    const deadline = sentAt + this.#options.ttlMs - this.#options.safetyMarginMs;
-    this.#setLeader(run, holder);
-    // Answered too late to lead on: decide again once this call is done, which gives the stale hold back.
-    if (this.#clock.now() >= deadline) {
-      run.dirty = true;
-      return;
-    }
-    const term: Term = {
-      holder,
-      controller: new AbortController(),
-      deadline,
-      deadlineTimer: undefined,
-      refreshTimer: undefined,
-      inFlight: 0,
-      verifyPending: false,
-      failures: 0,
-      suspended: false,
-    };
-    this.#state = { kind: 'leading', run, term };
-    this.#clearRetry(run);
-    this.#armDeadline(run, term);
-    this.#scheduleRefreshAt(run, term, this.#nextRefreshAt(sentAt));
-    this.#emit('select', holder.value, holder.id, holder, term.controller.signal);
-  }
-
-  /** End `term` (once): timers cleared, its signal aborted, `deselect` announced; a leader becomes a follower. */
-  #endTerm(term: Term, reason: DeselectReason): void {
-    if (term.controller.signal.aborted) return;
-    this.#clock.clearTimeout(term.deadlineTimer!);
-    if (term.refreshTimer !== undefined) this.#clock.clearTimeout(term.refreshTimer);
-    const state = this.#state;
-    if (state.kind === 'leading' && state.term === term) this.#state = { kind: 'following', run: state.run };
-    term.controller.abort(new VipDeselectedError(reason));
-    this.#emit('deselect', reason);
-  }
-
-  #armDeadline(run: Run, term: Term): void {
-    if (term.deadlineTimer !== undefined) this.#clock.clearTimeout(term.deadlineTimer);
-    term.deadlineTimer = this.#clock.setTimeout(() => {
-      if (this.#clock.now() < term.deadline) return this.#armDeadline(run, term);
-      this.#expire(run, term);
-    }, term.deadline - this.#clock.now());
-  }
-
-  #expire(run: Run, term: Term): void {
-    this.#endTerm(term, 'expired');
-    this.#reconsider(run);
-  }
-
-  /**
-   * When to refresh next: the first grid point of multiples of
-   * refreshInterval (on this process's clock) after `from`. Never later than
-   * `from + refreshInterval`, and every candidate of the process with the
-   * same interval refreshes at the same instants, so a store that shares one
-   * lease among them (`coalesce`) confirms them all with one keepalive.
-   * (The tiny slack absorbs floating-point noise in a grid point itself.)
-   */
-  #nextRefreshAt(from: number): number {
-    const interval = this.#options.refreshIntervalMs;
-    return (Math.floor(from / interval + 1e-9) + 1) * interval;
-  }
-
-  /**
-   * Refresh at grid point `at`. The refresh is told which point it was for:
-   * timers may fire a little early (Node rounds to whole milliseconds), and a
-   * refresh sent just before its grid point must still count as that point's.
-   */
-  #scheduleRefreshAt(run: Run, term: Term, at: number): void {
-    this.#scheduleRefresh(run, term, at - this.#clock.now(), at);
-  }
-
-  #scheduleRefresh(run: Run, term: Term, ms: number, gridPoint?: number): void {
-    if (term.refreshTimer !== undefined) this.#clock.clearTimeout(term.refreshTimer);
-    term.refreshTimer = this.#clock.setTimeout(() => {
-      term.refreshTimer = undefined;
-      this.#confirm(run, term, term.verifyPending && term.inFlight === 0 ? 'verify' : 'refresh', gridPoint);
-    }, ms);
-  }
-
-  /**
-   * Confirm the hold: `refresh` extends it; `verify` (when the watch showed the
-   * key free) rewrites our own term with a CAS guarded by it, which also tells
-   * a key deleted behind a live lease or session from a late event (a store's
-   * refresh confirms the lease or session, see store.ts). Both confirm the
-   * hold for ttl from the send time, so both move the deadline.
-   */
-  #confirm(run: Run, term: Term, how: 'refresh' | 'verify', gridPoint?: number): void {
-    if (term.controller.signal.aborted) return;
-    if (how === 'verify') {
-      // Not dropped: a "key free" seen while a refresh is in flight is verified once it lands.
-      if (term.inFlight > 0) {
-        term.verifyPending = true;
-        return;
-      }
-      term.verifyPending = false;
-    } else if (term.inFlight > 0) {
-      this.#suspend(term, new VipTimeoutError(`refresh on "${this.#options.path}"`, this.#options.refreshIntervalMs));
-    }
-    term.inFlight++;
-    const sentAt = this.#clock.now();
-    // The next grid point's refresh is armed now, not when this one answers:
-    // a hung attempt does not hold up the next, which goes out beside it.
-    this.#scheduleRefreshAt(run, term, this.#nextRefreshAt(Math.max(sentAt, gridPoint ?? sentAt)));
-    const { path, ttl } = this.#options;
-    // `current`: who holds the key instead, when the store said so (a refused CAS does).
-    type Answer = { held: Holder | null; current?: Holder | null };
-    // Bounded by requestTimeout, not by the deadline as it stands now (an
-    // earlier attempt answered meanwhile may move it): the deadline timer ends
-    // the term whatever is in flight, and an answer past the deadline ends it too.
-    const call = this.#call<Answer>(run, how === 'refresh' ? 'refresh' : 'compareAndSwap', (signal) =>
-      how === 'refresh'
-        ? this.#store.refresh(path, term.holder, ttl, signal).then((held) => ({ held }))
-        : this.#store.compareAndSwap(path, term.holder, this.#claim, ttl, signal).then((result) => (result.ok ? { held: result.holder } : { held: null, current: result.holder })),
-    );
-    call.then(
-      ({ held, current }) => {
-        term.inFlight--;
-        if (term.controller.signal.aborted) return;
-        const lost = held === null || !sameTerm(held, term.holder);
-        if (lost || this.#clock.now() >= term.deadline) {
-          // Past the deadline isSelected() already turned false: the term is
-          // over, even if the answer confirms it; a new one needs a new select.
-          this.#endTerm(term, lost ? 'lost' : 'expired');
-          if (lost && current !== undefined) this.#setLeader(run, current);
-          return this.#reconsider(run);
-        }
-        term.failures = 0;
-        term.deadline = Math.max(term.deadline, sentAt + this.#options.ttlMs - this.#options.safetyMarginMs);
-        this.#armDeadline(run, term);
-        this.#emit('refresh', held.value, held.id);
-        this.#emit('ping', held.value, held.id);
-        if (term.suspended && !term.controller.signal.aborted) {
-          term.suspended = false;
-          this.#emit('resume');
-        }
-        if (term.verifyPending && term.inFlight === 0) this.#confirm(run, term, 'verify');
-      },
-      (error: unknown) => {
-        term.inFlight--;
-        if (term.controller.signal.aborted) return;
-        this.#emitError(error);
-        this.#suspend(term, error instanceof Error ? error : new Error(describe(error)));
-        // Unknown outcome: keep leading until the deadline and try again soon.
-        const delay = backoffDelay(this.#options, term.failures++);
-        this.#scheduleRefresh(run, term, Math.min(delay, Math.max(0, term.deadline - this.#clock.now())));
-      },
-    );
-  }
-
-  #suspend(term: Term, cause: Error): void {
-    if (term.suspended || term.controller.signal.aborted) return;
-    term.suspended = true;
-    this.#emit('suspend', cause);
-  }
-
-  // ---- plumbing -------------------------------------------------------------
-
-  #runOf(): Run | undefined {
-    return this.#state.kind === 'stopped' ? undefined : this.#state.run;
-  }
-
-  /**
-   * One store call, bounded by requestTimeout on our own clock: past it we
-   * stop waiting, abort the call's signal and treat the outcome as unknown.
-   * `followRun`: the call is also aborted when the run is.
-   */
-  #call<T>(run: Run, operation: VipStoreError['operation'], request: (signal: AbortSignal) => Promise<T>, followRun = true): Promise<T> {
-    const timeoutMs = this.#options.requestTimeoutMs;
-    const controller = new AbortController();
-    const onRunAbort = (): void => controller.abort(run.controller.signal.reason);
-    if (followRun) run.controller.signal.addEventListener('abort', onRunAbort, { once: true });
-    let timer: TimerHandle | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = this.#clock.setTimeout(() => {
-        const error = new VipTimeoutError(`${operation} on "${this.#options.path}"`, timeoutMs);
-        controller.abort(error);
-        reject(error);
-      }, timeoutMs);
-    });
-    const aborted = new Promise<never>((_, reject) => {
-      controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
-    });
-    let attempt: Promise<T>;
-    try {
-      attempt = request(controller.signal);
-    } catch (error) {
-      attempt = Promise.reject(error);
-    }
-    const result = Promise.race([attempt, timeout, aborted])
-      .catch((error: unknown) => {
-        throw error instanceof VipTimeoutError ? error : new VipStoreError(operation, this.#options.path, error);
-      })
-      .finally(() => {
-        if (timer !== undefined) this.#clock.clearTimeout(timer);
-        run.controller.signal.removeEventListener('abort', onRunAbort);
-        run.pending.delete(result);
-      });
-    // The losers of the race may settle later; nobody waits for them.
-    for (const loser of [attempt, timeout, aborted]) loser.catch(() => {});
-    run.pending.add(result);
-    return result;
-  }
-
-  #sleep(ms: number, signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const timer = this.#clock.setTimeout(() => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      const onAbort = (): void => {
-        this.#clock.clearTimeout(timer);
-        resolve();
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
-  }
-
-  #emitError(error: unknown): void {
-    this.#emit('error', error instanceof Error ? error : new Error(describe(error)));
-  }
-
-  /**
-   * Deliver an event so that no listener can break the machine: each listener
-   * runs on its own, a throw (or a rejected promise) is reported on `error`,
-   * and an `error` nobody listens to is dropped. One event at a time: an event
-   * raised by a listener (a `select` listener that calls stop()) is delivered
-   * once the current one has reached every listener, so no listener ever
-   * hears `deselect` before its `select`.
-   */
-  #emit<E extends keyof CandidateEvents>(event: E, ...args: CandidateEvents[E]): void {
-    this.#eventQueue.push(() => emitIsolated(this, event, args));
-    if (this.#delivering) return;
-    this.#delivering = true;
-    try {
-      for (let next = this.#eventQueue.shift(); next; next = this.#eventQueue.shift()) next();
-    } finally {
-      this.#delivering = false;
-    }
   }
 }
 

@@ -1,4 +1,4 @@
-import type { DeselectReason } from './candidate.js';
+import type { DeselectReason } from './events.js';
 
 /** Thrown (synchronously, at the call that received it) for an invalid option or argument. */
 export class VipOptionError extends TypeError {

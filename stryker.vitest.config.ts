@@ -1,0 +1,10 @@
+import { defineConfig } from 'vitest/config';
+
+// The tests Stryker runs against each mutant of the state machine (see stryker.config.json):
+// core's unit tests, which drive Candidate with a fake clock and stores with latency and faults.
+export default defineConfig({
+  test: {
+    include: ['packages/core/src/candidate.test.ts', 'packages/core/src/decide.test.ts'],
+    environment: 'node',
+  },
+});
