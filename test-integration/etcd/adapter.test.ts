@@ -107,25 +107,25 @@ describe('EtcdStore on a shared etcd', () => {
 
     it('refuses bad arguments at the call that received them, naming the argument', async () => {
       expect(() => new EtcdStore('etcd://')).toThrow('EtcdStore: connection string "etcd://" has no hosts; expected etcd://host:port');
-      expect(() => new EtcdStore(42 as never)).toThrow('argument "connection" must be a connection string');
-      expect(() => new EtcdStore({ hosts: [] })).toThrow('argument "connection.hosts"');
-      expect(() => new EtcdStore(sharedEndpoints, { requestTimeout: 0 })).toThrow('argument "options.requestTimeout" must be a finite number of seconds greater than 0');
+      expect(() => new EtcdStore(42 as never)).toThrow('option "connection" must be a connection string');
+      expect(() => new EtcdStore({ hosts: [] })).toThrow('option "connection.hosts"');
+      expect(() => new EtcdStore(sharedEndpoints, { requestTimeout: 0 })).toThrow('option "options.requestTimeout" must be a finite number of seconds greater than 0');
       const client = rawClient();
       // A namespaced client is not an Etcd3 in the types either; JavaScript callers can still pass one.
       expect(() => new EtcdStore(client.namespace('/x/') as never)).toThrow('pass the root Etcd3 client');
 
       const store = open();
       const holder: Holder = { id: 'a', value: 'v', token: 1n };
-      await expect(store.compareAndSwap('', null, claim('a'), 5)).rejects.toThrow('EtcdStore.compareAndSwap: argument "key" must be a non-empty string (got string "")');
+      await expect(store.compareAndSwap('', null, claim('a'), 5)).rejects.toThrow('EtcdStore.compareAndSwap: option "key" must be a non-empty string (got string "")');
       for (const ttl of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, '5']) {
-        await expect(store.compareAndSwap('/k', null, claim('a'), ttl as number)).rejects.toThrow('argument "ttl" must be a finite number of seconds greater than 0');
+        await expect(store.compareAndSwap('/k', null, claim('a'), ttl as number)).rejects.toThrow('option "ttl" must be a finite number of seconds greater than 0');
       }
-      await expect(store.compareAndSwap('/k', { id: 'a', value: 'v', token: 1 } as never, null, 5)).rejects.toThrow('argument "expected"');
-      await expect(store.compareAndSwap('/k', null, { id: 1 } as never, 5)).rejects.toThrow('argument "next" must be null or a claim');
-      await expect(store.compareAndSwap('/k', null, claim('a'), 5, 'soon' as never)).rejects.toThrow('argument "signal"');
-      await expect(store.refresh('/k', null as never, 5)).rejects.toThrow('EtcdStore.refresh: argument "held"');
-      expect(() => store.watch('', new AbortController().signal)).toThrow('EtcdStore.watch: argument "key"');
-      expect(() => store.watch('/k', undefined as never)).toThrow('argument "signal" must be an AbortSignal');
+      await expect(store.compareAndSwap('/k', { id: 'a', value: 'v', token: 1 } as never, null, 5)).rejects.toThrow('option "expected"');
+      await expect(store.compareAndSwap('/k', null, { id: 1 } as never, 5)).rejects.toThrow('option "next" must be null or a claim');
+      await expect(store.compareAndSwap('/k', null, claim('a'), 5, 'soon' as never)).rejects.toThrow('option "signal"');
+      await expect(store.refresh('/k', null as never, 5)).rejects.toThrow('EtcdStore.refresh: option "held"');
+      expect(() => store.watch('', new AbortController().signal)).toThrow('EtcdStore.watch: option "key"');
+      expect(() => store.watch('/k', undefined as never)).toThrow('option "signal" must be an AbortSignal');
       await expect(store.refresh('/k', holder, 5)).resolves.toBeNull();
     });
   });

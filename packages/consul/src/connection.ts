@@ -13,7 +13,7 @@
 import { lookup as dnsLookup } from 'node:dns';
 import { isIPv6 } from 'node:net';
 import type { LookupFunction } from 'node:net';
-import { redactConnectionString, VipOptionError } from '@vip/core';
+import { redactConnectionString, VipOptionError } from '@vip/core/adapter';
 
 export interface ConsulAddress {
   readonly host: string;

@@ -16,7 +16,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type Consul from 'consul';
-import { explainTlsError, isTlsError, VipOptionError, type TlsHints } from '@vip/core';
+import { explainTlsError, isTlsError, VipOptionError, type TlsHints } from '@vip/core/adapter';
 
 /** A KV entry as Consul's HTTP API returns it (`Value` already base64-decoded to UTF-8 by the client). */
 export interface KvEntry {

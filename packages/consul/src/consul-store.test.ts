@@ -85,3 +85,33 @@ describe('ConsulStore: what it accepts as a connection and as options', () => {
     );
   });
 });
+
+describe('ConsulStore: argument checks', () => {
+  it('refuses bad arguments with a VipOptionError (a TypeError) naming the call, the option, what it must be and what it got', async () => {
+    const store = open();
+    const refusals: [() => unknown, string][] = [
+      [() => store.compareAndSwap('', null, { id: 'a', value: '' }, 10), 'ConsulStore.compareAndSwap: option "key" must be a non-empty string such as "my-job" (got string "")'],
+      [() => store.compareAndSwap('k', null, { id: 'a', value: '' }, 5), 'ConsulStore.compareAndSwap: option "ttl" must be a number of seconds from 10 to 86400 (Consul\'s session TTL range) (got number 5)'],
+      [() => store.compareAndSwap('k', { id: 'a', value: '', token: 1 } as never, null, 10), 'ConsulStore.compareAndSwap: option "expected" must be null or a holder { id: string, value: string, token: bigint } (got an object)'],
+      [() => store.compareAndSwap('k', null, { id: '', value: '' }, 10), 'ConsulStore.compareAndSwap: option "next" must be null or a claim { id: non-empty string, value: string } (got an object)'],
+      [() => store.compareAndSwap('k', null, null, 10, 'soon' as never), 'ConsulStore.compareAndSwap: option "signal" must be an AbortSignal or undefined (got string "soon")'],
+      [() => store.refresh('k', null as never, 10), 'ConsulStore.refresh: option "held" must be a holder { id: string, value: string, token: bigint } (got null)'],
+      [() => store.watch('k', undefined as never), 'ConsulStore.watch: option "signal" must be an AbortSignal (got undefined)'],
+      [() => open({ requestTimeout: 0 }), 'ConsulStore: option "requestTimeout" must be a number of seconds from 0.1 to 600 (got number 0)'],
+      [() => open({ sessionName: '' }), 'ConsulStore: option "sessionName" must be a non-empty string (got string "")'],
+      [() => open(null as never), 'ConsulStore: option "options" must be an object like { lockDelay: 0 } (got null)'],
+    ];
+    for (const [call, message] of refusals) {
+      const error = await Promise.resolve()
+        .then(call)
+        .then(
+          () => undefined,
+          (caught: unknown) => caught,
+        );
+      expect(error, message).toBeInstanceOf(VipOptionError);
+      expect(error, message).toBeInstanceOf(TypeError);
+      expect((error as Error).message).toBe(message);
+    }
+  });
+});
+

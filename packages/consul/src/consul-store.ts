@@ -66,7 +66,20 @@
  * not yet lockable, and the candidate retries with backoff rather than at once.
  */
 import { setMaxListeners } from 'node:events';
-import { VipOptionError, type Claim, type Holder, type LockStore, type StoreLimits, type SwapResult } from '@vip/core';
+import {
+  checkClaim,
+  checkHolder,
+  checkNonEmptyString,
+  checkObject,
+  checkSeconds,
+  checkSignal,
+  optionError,
+  type Claim,
+  type Holder,
+  type LockStore,
+  type StoreLimits,
+  type SwapResult,
+} from '@vip/core/adapter';
 import Consul from 'consul';
 import { MAX_VALUE_BYTES, encodeHolder } from './codec.js';
 import { consulClientOptions, refuseUnknownOptions, type ConsulConnectionOptions } from './connection.js';
@@ -206,10 +219,10 @@ export class ConsulStore implements LockStore {
   async compareAndSwap(key: string, expected: Holder | null, next: Claim | null, ttl: number, signal?: AbortSignal): Promise<SwapResult> {
     const where = `${WHERE}.compareAndSwap`;
     const name = consulKey(where, key);
-    checkHolder(where, 'expected', expected);
-    checkClaim(where, next);
+    checkHolder(where, 'expected', expected, true);
+    checkClaim(where, 'next', next, true);
     checkTtl(where, ttl, this.limits.minTtl!);
-    checkSignal(where, signal);
+    checkSignal(where, 'signal', signal, false);
     this.#checkOpen();
     if (expected !== null) return this.#swapOwn(name, expected, next, ttl, signal);
     if (next !== null) return this.#acquire(name, next, ttl, signal);
@@ -221,17 +234,16 @@ export class ConsulStore implements LockStore {
   async refresh(key: string, held: Holder, ttl: number, signal?: AbortSignal): Promise<Holder | null> {
     const where = `${WHERE}.refresh`;
     const name = consulKey(where, key);
-    checkHolder(where, 'held', held);
-    if (held === null) throw new VipOptionError(where, 'held', 'a holder { id, value, token }', held);
+    checkHolder(where, 'held', held, false);
     checkTtl(where, ttl, this.limits.minTtl!);
-    checkSignal(where, signal);
+    checkSignal(where, 'signal', signal, false);
     this.#checkOpen();
     const hold = await this.#holdFor(name, held, signal);
     if (!hold) return null;
     checkSessionTtl(where, hold.session, ttl);
     // The session renew is shared with every other refresh of this tick; a
     // caller that gives up stops waiting for it, without cancelling it for the others.
-    if (await abandonable(hold.session.confirm(), signal)) return held;
+    if (await abandonable(this.#sessions.confirm(hold.session), signal)) return held;
     this.#lost(hold.session);
     return null;
   }
@@ -239,7 +251,7 @@ export class ConsulStore implements LockStore {
   watch(key: string, signal: AbortSignal): AsyncIterable<Holder | null> {
     const where = `${WHERE}.watch`;
     const name = consulKey(where, key);
-    if (!(signal instanceof AbortSignal)) throw new VipOptionError(where, 'signal', 'an AbortSignal', signal);
+    checkSignal(where, 'signal', signal, true);
     this.#checkOpen();
     return watchHolder({ http: this.#http, waitSeconds: this.#watchWait, closed: this.#closed.signal }, name, signal);
   }
@@ -319,7 +331,7 @@ export class ConsulStore implements LockStore {
     if (next !== null) {
       checkSessionTtl(`${WHERE}.compareAndSwap`, hold.session, ttl);
       // A rewrite confirms the hold like a refresh: a renew sent after this call began.
-      if (!(await abandonable(hold.session.confirm(), signal))) {
+      if (!(await abandonable(this.#sessions.confirm(hold.session), signal))) {
         this.#lost(hold.session);
         return { ok: false, holder: holderOf(await this.#read(name, signal)) };
       }
@@ -472,25 +484,15 @@ function isConsulClient(value: unknown): value is Consul {
 }
 
 function checkOptions(options: ConsulStoreOptions): Required<ConsulStoreOptions> {
-  if (options === null || typeof options !== 'object') throw new VipOptionError(WHERE, 'options', 'an object like { lockDelay: 0 }', options);
+  checkObject(WHERE, 'options', options, 'an object like { lockDelay: 0 }');
   refuseUnknownOptions(WHERE, options, STORE_OPTIONS, 'store options (second argument)');
-  const number = (name: keyof ConsulStoreOptions, value: unknown, fallback: number, min: number, max: number): number => {
-    if (value === undefined) return fallback;
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
-      throw new VipOptionError(WHERE, name, `a number of seconds from ${min} to ${max}`, value);
-    }
-    return value;
-  };
-  const lockDelay = (value: unknown): number => {
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_LOCK_DELAY) {
-      throw new VipOptionError(WHERE, 'lockDelay', `a number of seconds from 0 to ${MAX_LOCK_DELAY} (Consul's cap), or 'ttl'`, value);
-    }
-    return value;
-  };
+  const number = (name: keyof ConsulStoreOptions, value: unknown, fallback: number, min: number, max: number): number =>
+    value === undefined ? fallback : checkSeconds(WHERE, name, value, { from: min, to: max });
+  const lockDelay = (value: unknown): number => checkSeconds(WHERE, 'lockDelay', value, { from: 0, to: MAX_LOCK_DELAY }, "(Consul's cap), or 'ttl'");
   const behavior = options.behavior ?? 'delete';
-  if (behavior !== 'delete' && behavior !== 'release') throw new VipOptionError(WHERE, 'behavior', '"delete" or "release"', behavior);
+  if (behavior !== 'delete' && behavior !== 'release') throw optionError(WHERE, 'behavior', '"delete" or "release"', behavior);
   const sessionName = options.sessionName ?? 'vip';
-  if (typeof sessionName !== 'string' || sessionName === '') throw new VipOptionError(WHERE, 'sessionName', 'a non-empty string', sessionName);
+  checkNonEmptyString(WHERE, 'sessionName', sessionName);
   return {
     lockDelay: options.lockDelay === undefined || options.lockDelay === 'ttl' ? 'ttl' : lockDelay(options.lockDelay),
     behavior,
@@ -503,24 +505,8 @@ function checkOptions(options: ConsulStoreOptions): Required<ConsulStoreOptions>
   };
 }
 
-function checkHolder(where: string, name: string, holder: Holder | null): void {
-  if (holder === null) return;
-  if (typeof holder !== 'object' || typeof holder.id !== 'string' || typeof holder.value !== 'string' || typeof holder.token !== 'bigint') {
-    throw new VipOptionError(where, name, 'null or a holder { id: string, value: string, token: bigint }', holder);
-  }
-}
-
-function checkClaim(where: string, claim: Claim | null): void {
-  if (claim === null) return;
-  if (typeof claim !== 'object' || typeof claim.id !== 'string' || claim.id === '' || typeof claim.value !== 'string') {
-    throw new VipOptionError(where, 'next', 'null or a claim { id: non-empty string, value: string }', claim);
-  }
-}
-
 function checkTtl(where: string, ttl: number, minTtl: number): void {
-  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < minTtl || ttl > MAX_TTL) {
-    throw new VipOptionError(where, 'ttl', `a number of seconds from ${minTtl} to ${MAX_TTL} (Consul's session TTL range)`, ttl);
-  }
+  checkSeconds(where, 'ttl', ttl, { from: minTtl, to: MAX_TTL }, "(Consul's session TTL range)");
 }
 
 /**
@@ -529,10 +515,6 @@ function checkTtl(where: string, ttl: number, minTtl: number): void {
  */
 function checkSessionTtl(where: string, session: Session, ttl: number): void {
   if (ttl > session.ttl) {
-    throw new VipOptionError(where, 'ttl', `at most ${session.ttl}, the TTL this term was acquired with`, ttl);
+    throw optionError(where, 'ttl', `at most ${session.ttl}, the TTL this term was acquired with`, ttl);
   }
-}
-
-function checkSignal(where: string, signal: AbortSignal | undefined): void {
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new VipOptionError(where, 'signal', 'an AbortSignal or undefined', signal);
 }

@@ -14,7 +14,7 @@
  * are keys with a lone surrogate (no UTF-8 form: Consul stores U+FFFD instead)
  * and keys that GET /v1/kv/ refuses (UNPRINTABLE below).
  */
-import { VipOptionError } from '@vip/core';
+import { checkNonEmptyString, optionError } from '@vip/core/adapter';
 
 /**
  * Characters Consul's HTTP API refuses in a URL path: Go's `unicode.IsPrint`
@@ -27,9 +27,9 @@ import { VipOptionError } from '@vip/core';
 const UNPRINTABLE = /[^\p{L}\p{M}\p{N}\p{P}\p{S} ]/u;
 
 export function consulKey(where: string, key: unknown): string {
-  if (typeof key !== 'string' || key.length === 0) throw new VipOptionError(where, 'key', 'a non-empty string such as "my-job"', key);
+  checkNonEmptyString(where, 'key', key, 'a non-empty string such as "my-job"');
   const rule = consulKeyRule(key);
-  if (rule !== undefined) throw new VipOptionError(where, 'key', rule, key);
+  if (rule !== undefined) throw optionError(where, 'key', rule, key);
   return key.replace(/^\/+/, '');
 }
 

@@ -24,120 +24,68 @@
  * Nothing here renews on a timer: a session lives exactly as long as some
  * caller keeps confirming it, so a process that stops refreshing stops
  * keeping its keys.
+ *
+ * The sharing, the confirmation rule and the bookkeeping are core's
+ * `HoldPool` (@vip/core/adapter); this file is the Consul side of it:
+ * create, renew and destroy over HTTP. A session created while the store
+ * closes holds nothing and is destroyed at once; `confirmed(ttl)` goes
+ * through at most 3 sessions that Consul invalidates as soon as they are created.
  */
-import { coalesce } from '@vip/core';
+import { HoldPool, type Hold } from '@vip/core/adapter';
 import type { ConsulHttp, SessionSpec } from './consul-http.js';
 
-export interface Session {
-  readonly id: string;
-  readonly ttl: number;
-  /** Consul said it no longer has this session. */
-  readonly lost: boolean;
-  /** True if a renew sent after this call found the session alive; false if it is gone. Rejects when unknown. */
-  confirm(): Promise<boolean>;
-}
-
-class SharedSession implements Session {
-  lost = false;
-  readonly confirm: () => Promise<boolean>;
-
-  constructor(
-    readonly id: string,
-    readonly ttl: number,
-    http: ConsulHttp,
-  ) {
-    const renew = coalesce(() => http.renewSession(id));
-    this.confirm = async () => {
-      if (this.lost) return false;
-      const alive = await renew();
-      if (!alive) this.lost = true;
-      return alive;
-    };
-  }
-}
+/** A Consul session of this store: `id`, the `ttl` it was created with, and `lost` once Consul said it no longer has it. */
+export type Session = Hold;
 
 export class SessionPool {
   readonly #http: ConsulHttp;
-  readonly #spec: (ttl: number) => SessionSpec;
-  /** The session in use for each TTL, or its creation in flight. */
-  readonly #current = new Map<number, Promise<SharedSession>>();
-  /** Every session this pool created and has not seen lost or destroyed. */
-  readonly #live = new Map<string, SharedSession>();
-  #closed = false;
+  readonly #pool: HoldPool;
 
   constructor(http: ConsulHttp, spec: (ttl: number) => SessionSpec) {
     this.#http = http;
-    this.#spec = spec;
+    this.#pool = new HoldPool(
+      {
+        create: async (ttl) => ({ id: await http.createSession(spec(ttl)) }),
+        renew: (session) => http.renewSession(session.id),
+        destroy: (session) => http.destroySession(session.id),
+      },
+      { name: 'ConsulStore', noun: 'session', attempts: 3 },
+    );
   }
 
   /** A session of this TTL that Consul keeps for at least `ttl` seconds from this call. */
-  async confirmed(ttl: number): Promise<Session> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      if (this.#closed) throw new Error('ConsulStore: the store was closed');
-      const pending = this.#current.get(ttl);
-      if (pending === undefined) return this.#create(ttl); // created by a request sent after this call began
-      // Another caller's session, or one being created by a request that may
-      // have been sent before this call began: confirm it with a renew of our own.
-      const session = await pending.catch(() => undefined);
-      if (session && (await session.confirm())) return session;
-      if (session) this.lost(session);
-      if (this.#current.get(ttl) === pending) this.#current.delete(ttl);
-    }
-    throw new Error(`ConsulStore: could not get a live session with TTL ${ttl}s: Consul invalidated each one as soon as it was created`);
+  confirmed(ttl: number): Promise<Session> {
+    return this.#pool.confirmed(ttl);
+  }
+
+  /** True if a renew sent after this call found `session` alive; false if it is gone (it is then lost). Rejects when unknown. */
+  confirm(session: Session): Promise<boolean> {
+    return this.#pool.confirm(session);
   }
 
   /** The live session of this pool with this ID, if any: whose locks this store owns. */
   own(id: string | undefined): Session | undefined {
-    return id ? this.#live.get(id) : undefined;
+    return this.#pool.own(id);
   }
 
   /** Consul no longer has `session` (renew 404, or a lock refused for an invalid session). */
   lost(session: Session): void {
-    const shared = this.#live.get(session.id);
-    if (shared) shared.lost = true;
-    this.#live.delete(session.id);
-    const pending = this.#current.get(session.ttl);
-    void pending?.then(
-      (current) => {
-        if (current === shared && this.#current.get(session.ttl) === pending) this.#current.delete(session.ttl);
-      },
-      () => {},
-    );
+    this.#pool.lost(session);
   }
 
   /** Sessions this pool created that Consul had not (as far as we know) dropped. */
   live(): Session[] {
-    return [...this.#live.values()];
+    return this.#pool.live();
   }
 
   /** Stop creating sessions; destroy `sessions` (bounded by `timeoutMs`, best effort). */
   async close(sessions: readonly Session[], timeoutMs: number): Promise<void> {
-    this.#closed = true;
-    this.#current.clear();
+    this.#pool.close();
     await Promise.allSettled(
       sessions.map(async (session) => {
-        this.#live.delete(session.id);
+        this.#pool.lost(session);
         await this.#http.destroySession(session.id, timeoutMs);
       }),
     );
-  }
-
-  #create(ttl: number): Promise<SharedSession> {
-    const creating = this.#http.createSession(this.#spec(ttl)).then((id) => {
-      const session = new SharedSession(id, ttl, this.#http);
-      if (this.#closed) {
-        // Created while the store closed: it holds nothing, so it goes at once.
-        session.lost = true;
-        void this.#http.destroySession(id).catch(() => {});
-        throw new Error('ConsulStore: the store was closed');
-      }
-      this.#live.set(id, session);
-      return session;
-    });
-    this.#current.set(ttl, creating);
-    creating.catch(() => {
-      if (this.#current.get(ttl) === creating) this.#current.delete(ttl);
-    });
-    return creating;
   }
 }

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Candidate, locker, type DeselectReason } from './candidate.js';
-import { VipDeselectedError, VipOptionError, VipTimeoutError } from './errors.js';
+import { VipDeselectedError, VipOptionError, VipStoreError, VipTimeoutError } from './errors.js';
 import { MemoryBackend, MemoryStore } from './memory-store.js';
 import type { CandidateOptions } from './options.js';
 import type { Clock } from './clock.js';
@@ -778,6 +778,10 @@ describe('Candidate: bad input is refused where it is given', () => {
     await expect(candidate.resign({ holdOff: 3e6 })).rejects.toThrow(/"holdOff"/);
     await expect(candidate.resign(null as never)).rejects.toThrow(/resign: option "options" must be an object/);
     await expect(candidate.resign({ reason: 'bored' as never })).rejects.toThrow(/"reason" must be "resigned" or "error" \(got string "bored"\)/);
+    await expect(candidate.resign({ holdOff: Number.NaN })).rejects.toThrow(/"holdOff" must be a number of seconds/);
+    await expect(candidate.resign({ holdOff: '10' as never })).rejects.toThrow(/"holdOff" must be a number of seconds .*got string "10"/);
+    await expect(candidate.resign({ holdOff: 2147483 })).resolves.toBeUndefined(); // the largest accepted (and not leading: nothing to do)
+    await expect(candidate.resign({ holdOff: 0, reason: 'error' })).resolves.toBeUndefined();
   });
 
   it('refuses a store that lacks a LockStore method, naming it, at construction and in locker()', () => {
@@ -1144,5 +1148,188 @@ describe('Candidate: what a leader makes of events and late answers', () => {
     expect(log.filter((l) => l.startsWith('deselect'))).toEqual(['deselect:lost@0']);
     expect(changes).toEqual(['b']); // never "free": the store said who holds it
     expect(candidate.id()).toBe('b');
+  });
+});
+
+describe('Candidate: queries, lifecycle edges and cleanup (found by mutation testing)', () => {
+  it('queries answer null or false when nothing is known, and report the options in seconds', async () => {
+    const { candidate } = single({}, { ttl: 6, safetyMargin: 1.5 });
+    for (const query of [() => candidate.id(), () => candidate.value(), () => candidate.holder(), () => candidate.token(), () => candidate.timeLeft(), () => candidate.termSignal()]) {
+      expect(query()).toBeNull();
+    }
+    expect([candidate.isSelected(), candidate.isSuspended()]).toEqual([false, false]);
+    expect([candidate.path(), candidate.ttl(), candidate.safetyMargin(), candidate.refreshInterval()]).toEqual(['/job', 6, 1.5, 2]);
+    expect([candidate.localid(), candidate.localdata()]).toEqual(['a', `a:::${candidate.localvalue()}`]);
+    await candidate.start();
+    await settle();
+    await candidate.stop();
+    expect([candidate.id(), candidate.value(), candidate.holder()]).toEqual([null, null, null]);
+  });
+
+  it('a stopped leader leaves no timer behind, and neither does a follower', async () => {
+    const c = cluster(2);
+    await startAll(c);
+    await run(c, 2500);
+    await c.nodes[0]!.candidate.stop();
+    await c.nodes[1]!.candidate.stop();
+    expect(c.clock.pending()).toBe(0);
+  });
+
+  it('a refresh in flight when stop() is called is given up at once (its signal aborts): stop() does not wait out the request timeout', async () => {
+    const signals: AbortSignal[] = [];
+    const { clock, candidate } = single({ refresh: (_held, signal) => (signals.push(signal!), new Promise<never>(() => {})) });
+    await candidate.start();
+    await clock.advance(1100);
+    expect(signals).toHaveLength(1);
+    let stopped = false;
+    void candidate.stop().then(() => (stopped = true));
+    await settle();
+    expect(stopped).toBe(true);
+    expect(signals[0]!.aborted).toBe(true);
+    expect(clock.pending()).toBe(0);
+  });
+
+  it('errors name the operation that failed: refresh, compareAndSwap, release', async () => {
+    const c = cluster(1);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    const operations: string[] = [];
+    node.candidate.on('error', (error) => operations.push((error as VipStoreError).operation));
+    await startAll(c);
+    await settle();
+    node.store.failNext(1, ['refresh']);
+    await c.clock.advance(1000);
+    node.store.failAll(['compareAndSwap']);
+    await node.candidate.resign({ holdOff: 0 });
+    await c.clock.advance(100);
+    expect(operations.slice(0, 2)).toEqual(['refresh', 'release']);
+    node.store.heal();
+    await c.clock.advance(3000);
+    // Released by a retry; the candidate (hold-off 0) then campaigns: a failed acquire says so too.
+    await node.candidate.stop();
+    node.store.failNext(1, ['compareAndSwap']);
+    await node.candidate.start();
+    await c.clock.advance(100);
+    expect(operations).toContain('compareAndSwap');
+  });
+
+  it('a refresh that does not answer in time is reported as a VipTimeoutError naming the operation and key', async () => {
+    const { clock, candidate } = single({ refresh: () => new Promise<never>(() => {}) }, { requestTimeout: 0.5 });
+    const errors: Error[] = [];
+    candidate.on('error', (error) => errors.push(error));
+    await candidate.start();
+    await clock.advance(1600);
+    expect(errors[0]).toBeInstanceOf(VipTimeoutError);
+    expect(errors[0]!.message).toMatch(/refresh on "\/job"/);
+  });
+
+  it('the leader is pinged at every confirmed refresh, not only when it is selected', async () => {
+    const { clock, candidate } = single({});
+    const pings: number[] = [];
+    candidate.on('ping', () => pings.push(clock.now()));
+    await candidate.start();
+    await clock.advance(2500);
+    expect(pings.filter((t) => t >= 1000)).toEqual([1000, 2000]);
+  });
+
+  it('a resign hold-off counts from when resign() was called', async () => {
+    const c = cluster(1);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    await startAll(c);
+    await c.clock.advance(1500);
+    const selects: number[] = [];
+    node.candidate.on('select', () => selects.push(c.clock.now()));
+    await node.candidate.resign({ holdOff: 2 });
+    await c.clock.advance(1900);
+    expect(selects).toEqual([]);
+    await c.clock.advance(200);
+    expect(selects).toEqual([3500]);
+  });
+
+  it('resign() when not leading does nothing: no event, no release, no hold-off', async () => {
+    const c = cluster(2);
+    const [n0, n1] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
+    await startAll(c);
+    await settle();
+    const casBefore = n1.store.calls.compareAndSwap;
+    await n1.candidate.resign({ holdOff: 3600 });
+    expect(n1.store.calls.compareAndSwap).toBe(casBefore);
+    expect(c.log.filter((l) => l.node === 'n1' && l.event === 'deselect')).toEqual([]);
+    await n0.candidate.stop(); // n1 was not held off: it takes over at once
+    await settle();
+    expect(n1.candidate.isSelected()).toBe(true);
+  });
+
+  it('a follower that sees a live leader sends no compare-and-swap of its own', async () => {
+    const c = cluster(2);
+    const [, n1] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
+    await startAll(c);
+    await run(c, 10_000);
+    expect(c.leaders()[0]!.node).toBe('n0');
+    expect(n1.store.calls.compareAndSwap).toBe(0);
+  });
+
+  it('stop() then start() while the release is still on its way: started again once the stop is done', async () => {
+    const c = cluster(1);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    await startAll(c);
+    await settle();
+    node.store.latency(200, ['compareAndSwap']);
+    const stopping = node.candidate.stop();
+    const starting = node.candidate.start();
+    await c.clock.advance(100);
+    expect(node.candidate.isSelected()).toBe(false);
+    await c.clock.advance(1000);
+    await stopping;
+    await starting;
+    expect(node.candidate.isSelected()).toBe(true);
+    expect(c.log.filter((l) => l.event === 'select').map((l) => l.detail)).toEqual([1n, 2n]);
+  });
+
+  it('stop() releases a stale hold of ours that the follower had not given back yet', async () => {
+    const c = cluster(2);
+    const [n0] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
+    await startAll(c);
+    await settle();
+    // n0 leads; its refreshes fail until its term ends, but the hold on the server lives (ttl 3 from 0).
+    n0.store.failAll(['refresh', 'compareAndSwap']);
+    await c.clock.advance(2500); // term over at 2400, the release of the stale hold fails
+    expect(n0.candidate.isSelected()).toBe(false);
+    expect(c.backend.get('/job')?.id).toBe('n0');
+    n0.store.heal();
+    await n0.candidate.stop();
+    expect(c.backend.get('/job')?.id).not.toBe('n0');
+  });
+
+  it('a watch that fails or ends is reported and opened again with a growing backoff', async () => {
+    const c = cluster(1);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    node.store.failNext(4, ['watch']);
+    const errors: string[] = [];
+    node.candidate.on('error', (error) => errors.push(`${(error as VipStoreError).operation}@${c.clock.now()}`));
+    await startAll(c);
+    await c.clock.advance(2000);
+    expect(errors).toEqual(['watch@0', 'watch@75', 'watch@225', 'watch@525']); // 75, 150, 300 ms apart
+    expect(node.candidate.isSelected()).toBe(true);
+  });
+
+  it('at its deadline exactly the term is over', async () => {
+    const { clock, candidate } = single({ refresh: () => new Promise<never>(() => {}) });
+    await candidate.start();
+    await settle();
+    clock.jump(2399);
+    expect(candidate.isSelected()).toBe(true);
+    clock.jump(1);
+    expect(candidate.isSelected()).toBe(false);
+  });
+
+  it('a compare-and-swap answered at its deadline exactly is not led on', async () => {
+    const { clock, candidate } = single({
+      compareAndSwap: (expected, next) => (expected === null && next !== null && clock.now() < 1 ? new Promise((resolve) => clock.setTimeout(() => resolve({ ok: true, holder: { id: 'a', value: '', token: 1n } }), 2400)) : null),
+    });
+    const selects: number[] = [];
+    candidate.on('select', () => selects.push(clock.now()));
+    await candidate.start();
+    await clock.advance(2400);
+    expect(selects).toEqual([]);
   });
 });

@@ -1,9 +1,6 @@
 export { Candidate, locker, type CandidateEvents, type DeselectReason } from './candidate.js';
 export { systemClock, type Clock, type Random, type TimerHandle } from './clock.js';
-export { coalesce } from './coalesce.js';
-export { emitIsolated } from './emit.js';
-export { explainTlsError, isTlsError, type TlsHints } from './tls.js';
-export { describe as describeValue, redactConnectionString, VipDeselectedError, VipOptionError, VipStoreError, VipTimeoutError } from './errors.js';
+export { VipDeselectedError, VipOptionError, VipStoreError, VipTimeoutError } from './errors.js';
 export { MemoryBackend, MemoryStore, type MemoryStoreOptions } from './memory-store.js';
 export type { BackoffOptions, CandidateOptions } from './options.js';
 export type { Claim, Holder, LockStore, StoreLimits, SwapResult } from './store.js';

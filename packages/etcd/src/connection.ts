@@ -12,7 +12,7 @@
  * A host without a port gets etcd's client port, 2379.
  */
 
-import { redactConnectionString } from '@vip/core';
+import { redactConnectionString } from '@vip/core/adapter';
 
 /** What a connection string says: the `hosts` and `auth` of etcd3's `IOptions`. */
 export interface EtcdConnection {

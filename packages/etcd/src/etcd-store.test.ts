@@ -33,3 +33,37 @@ describe('EtcdStore keys', () => {
     );
   });
 });
+
+describe('EtcdStore argument checks', () => {
+  const store = new EtcdStore('127.0.0.1:1');
+  afterAll(() => store.close());
+
+  it('refuses bad arguments with a VipOptionError (a TypeError) naming the call, the option, what it must be and what it got', async () => {
+    const refusals: [() => unknown, string][] = [
+      [() => store.compareAndSwap('', null, { id: 'a', value: '' }, 5), 'EtcdStore.compareAndSwap: option "key" must be a non-empty string (got string "")'],
+      [() => store.compareAndSwap('/k', null, { id: 'a', value: '' }, 0), 'EtcdStore.compareAndSwap: option "ttl" must be a finite number of seconds greater than 0 (got number 0)'],
+      [() => store.compareAndSwap('/k', null, { id: 'a', value: '' }, 1e10), 'EtcdStore.compareAndSwap: option "ttl" must be at most 9000000000 seconds'],
+      [() => store.compareAndSwap('/k', { id: 'a', value: '', token: 1 } as never, null, 5), 'EtcdStore.compareAndSwap: option "expected" must be null or a holder { id: string, value: string, token: bigint } (got an object)'],
+      [() => store.compareAndSwap('/k', null, { id: 1 } as never, 5), 'EtcdStore.compareAndSwap: option "next" must be null or a claim { id: string, value: string } (got an object)'],
+      [() => store.compareAndSwap('/k', null, null, 5, 'soon' as never), 'EtcdStore.compareAndSwap: option "signal" must be an AbortSignal or undefined (got string "soon")'],
+      [() => store.refresh('/k', null as never, 5), 'EtcdStore.refresh: option "held" must be a holder { id: string, value: string, token: bigint } (got null)'],
+      [() => store.watch('/k', undefined as never), 'EtcdStore.watch: option "signal" must be an AbortSignal (got undefined)'],
+      [() => new EtcdStore('127.0.0.1:1', { requestTimeout: -1 }), 'new EtcdStore: option "options.requestTimeout" must be a finite number of seconds greater than 0 (got number -1)'],
+      [() => new EtcdStore('127.0.0.1:1', null as never), 'new EtcdStore: option "options" must be an object (got null)'],
+      [() => new EtcdStore({ hosts: [] }), 'new EtcdStore: option "connection.hosts" must be a host URL'],
+      [() => new EtcdStore(42 as never), 'new EtcdStore: option "connection" must be a connection string'],
+    ];
+    for (const [call, message] of refusals) {
+      const error = await Promise.resolve()
+        .then(call)
+        .then(
+          () => undefined,
+          (caught: unknown) => caught,
+        );
+      expect(error, message).toBeInstanceOf(VipOptionError);
+      expect(error, message).toBeInstanceOf(TypeError);
+      expect((error as Error).message).toContain(message);
+    }
+  });
+});
+

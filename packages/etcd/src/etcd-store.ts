@@ -33,7 +33,20 @@
  *   its TTL. Again only failover is slower; safety does not depend on it.
  */
 import { setMaxListeners } from 'node:events';
-import { VipOptionError, type Claim, type Holder, type LockStore, type StoreLimits, type SwapResult } from '@vip/core';
+import {
+  checkClaim,
+  checkHolder,
+  checkNonEmptyString,
+  checkObject,
+  checkSeconds,
+  checkSignal,
+  optionError,
+  type Claim,
+  type Holder,
+  type LockStore,
+  type StoreLimits,
+  type SwapResult,
+} from '@vip/core/adapter';
 import { circuitBreaker, ConsecutiveBreaker, handleWhen, retry, type IBackoff } from 'cockatiel';
 import {
   Etcd3,
@@ -143,9 +156,9 @@ export class EtcdStore implements LockStore {
     const where = 'EtcdStore.compareAndSwap';
     checkKey(where, key);
     checkHolder(where, 'expected', expected, true);
-    checkClaim(where, next);
+    checkClaim(where, 'next', next);
     checkTtl(where, ttl);
-    checkSignal(where, signal, false);
+    checkSignal(where, 'signal', signal, false);
     return this.#run(signal, () => {
       const name = Buffer.from(key);
       const seconds = leaseSeconds(ttl);
@@ -159,14 +172,14 @@ export class EtcdStore implements LockStore {
     checkKey(where, key);
     checkHolder(where, 'held', held, false);
     checkTtl(where, ttl);
-    checkSignal(where, signal, false);
+    checkSignal(where, 'signal', signal, false);
     return this.#run(signal, () => this.#refresh(key, held, leaseSeconds(ttl)));
   }
 
   watch(key: string, signal: AbortSignal): AsyncIterable<Holder | null> {
     const where = 'EtcdStore.watch';
     checkKey(where, key);
-    checkSignal(where, signal, true);
+    checkSignal(where, 'signal', signal, true);
     if (this.#closed.signal.aborted) throw closedError();
     const context: WatchContext = {
       client: this.client,
@@ -304,7 +317,7 @@ export class EtcdStore implements LockStore {
     if (next) {
       // A rewrite confirms the hold like a refresh: a keepalive sent after this
       // call began (promise 3). A new TTL moves the key to that TTL's lease.
-      if (ours.seconds === seconds) {
+      if (ours.ttl === seconds) {
         if (!(await this.#leases.keepalive(ours))) {
           this.#dropLease(ours);
           return { ok: false, holder: await this.#read(name) };
@@ -351,9 +364,9 @@ export class EtcdStore implements LockStore {
     const hold = this.#holds.get(key);
     // Not a term this store holds (released, lost with its lease, or never ours): definitely not ours.
     if (!hold || hold.token !== held.token || hold.id !== held.id) return null;
-    if (hold.lease.ttl < seconds) {
+    if (hold.lease.granted < seconds) {
       throw new RangeError(
-        `EtcdStore.refresh: argument "ttl" is ${seconds} s but the hold on ${JSON.stringify(key)} is on a ${hold.lease.ttl} s lease; change a hold's ttl with compareAndSwap`,
+        `EtcdStore.refresh: argument "ttl" is ${seconds} s but the hold on ${JSON.stringify(key)} is on a ${hold.lease.granted} s lease; change a hold's ttl with compareAndSwap`,
       );
     }
     // Keepalive sent after this call began, answered with TTL > 0: etcd keeps
@@ -446,21 +459,16 @@ interface Settings {
 }
 
 function checkOptions(options: EtcdStoreOptions): Settings {
-  if (options === null || typeof options !== 'object') throw invalid('new EtcdStore', 'options', 'an object', options);
-  const seconds = (name: keyof EtcdStoreOptions, fallback: number): number => {
-    const value = options[name] ?? fallback;
-    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-      throw invalid('new EtcdStore', `options.${name}`, 'a finite number of seconds greater than 0', options[name]);
-    }
-    return value * 1000;
-  };
+  checkObject('new EtcdStore', 'options', options);
+  const seconds = (name: keyof EtcdStoreOptions, fallback: number): number =>
+    checkSeconds('new EtcdStore', `options.${name}`, options[name] ?? fallback, { greaterThan: 0 }) * 1000;
   const settings = {
     requestTimeoutMs: seconds('requestTimeout', 5),
     watchRetryInitialMs: seconds('watchRetryInitial', 0.1),
     watchRetryMaxMs: seconds('watchRetryMax', 1),
   };
   if (settings.watchRetryMaxMs < settings.watchRetryInitialMs) {
-    throw invalid('new EtcdStore', 'options.watchRetryMax', `at least options.watchRetryInitial (${settings.watchRetryInitialMs / 1000})`, options.watchRetryMax);
+    throw optionError('new EtcdStore', 'options.watchRetryMax', `at least options.watchRetryInitial (${settings.watchRetryInitialMs / 1000})`, options.watchRetryMax);
   }
   return settings;
 }
@@ -507,9 +515,9 @@ function clientOptions(connection: Exclude<EtcdConnectionInput, Etcd3>, settings
     given = connection as IOptions;
     const hosts = given.hosts;
     const ok = (typeof hosts === 'string' && hosts.trim() !== '') || (Array.isArray(hosts) && hosts.length > 0 && hosts.every((h) => typeof h === 'string' && h !== ''));
-    if (!ok) throw invalid('new EtcdStore', 'connection.hosts', 'a host URL or a non-empty array of them, e.g. ["http://127.0.0.1:2379"]', hosts);
+    if (!ok) throw optionError('new EtcdStore', 'connection.hosts', 'a host URL or a non-empty array of them, e.g. ["http://127.0.0.1:2379"]', hosts);
   } else {
-    throw invalid(
+    throw optionError(
       'new EtcdStore',
       'connection',
       'a connection string like "etcd://127.0.0.1:2379", an array of hosts, an etcd3 options object or an Etcd3 client',
@@ -564,50 +572,12 @@ const LONE_SURROGATE = /\p{Surrogate}/u;
 const WELL_FORMED_KEY = 'well-formed Unicode (a lone surrogate would be stored as U+FFFD, the name of another key)';
 
 function checkKey(where: string, key: unknown): void {
-  if (typeof key !== 'string' || key.length === 0) throw invalid(where, 'key', 'a non-empty string', key);
-  if (LONE_SURROGATE.test(key)) throw new VipOptionError(where, 'key', WELL_FORMED_KEY, key);
+  checkNonEmptyString(where, 'key', key);
+  if (LONE_SURROGATE.test(key)) throw optionError(where, 'key', WELL_FORMED_KEY, key);
 }
 
 function checkTtl(where: string, ttl: unknown): void {
-  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0) throw invalid(where, 'ttl', 'a finite number of seconds greater than 0', ttl);
-  if (ttl > MAX_LEASE_TTL) throw invalid(where, 'ttl', `at most ${MAX_LEASE_TTL} seconds (etcd's longest lease)`, ttl);
-}
-
-function checkHolder(where: string, name: string, holder: unknown, nullable: boolean): void {
-  if (holder === null && nullable) return;
-  const h = holder as Partial<Holder> | null;
-  if (h === null || typeof h !== 'object' || typeof h.id !== 'string' || typeof h.value !== 'string' || typeof h.token !== 'bigint') {
-    throw invalid(where, name, `${nullable ? 'null or ' : ''}a holder { id: string, value: string, token: bigint }`, holder);
-  }
-}
-
-function checkClaim(where: string, claim: unknown): void {
-  if (claim === null) return;
-  const c = claim as Partial<Claim> | null;
-  if (c === null || typeof c !== 'object' || typeof c.id !== 'string' || typeof c.value !== 'string') {
-    throw invalid(where, 'next', 'null or a claim { id: string, value: string }', claim);
-  }
-}
-
-function checkSignal(where: string, signal: unknown, required: boolean): void {
-  if (signal === undefined && !required) return;
-  const s = signal as Partial<AbortSignal> | null;
-  if (s === null || typeof s !== 'object' || typeof s.aborted !== 'boolean' || typeof s.addEventListener !== 'function') {
-    throw invalid(where, 'signal', required ? 'an AbortSignal' : 'an AbortSignal or undefined', signal);
-  }
-}
-
-function invalid(where: string, name: string, expected: string, got: unknown): TypeError {
-  return new TypeError(`${where}: argument "${name}" must be ${expected} (got ${describe(got)})`);
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') return `string ${JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value)}`;
-  if (typeof value === 'number') return Number.isNaN(value) ? 'NaN' : `number ${value}`;
-  if (typeof value === 'bigint') return `bigint ${value}n`;
-  if (value === null || value === undefined) return String(value);
-  if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? 'an object' : typeof value;
+  if (checkSeconds(where, 'ttl', ttl, { greaterThan: 0 }) > MAX_LEASE_TTL) throw optionError(where, 'ttl', `at most ${MAX_LEASE_TTL} seconds (etcd's longest lease)`, ttl);
 }
 
 function closedError(): Error {

@@ -16,8 +16,12 @@
  * hold confirmed from its state could be older than the call. Here the only
  * "alive" is an answer with TTL > 0 to a keepalive sent for this caller, and
  * the only "lost" is etcd saying the lease is gone.
+ *
+ * The sharing, the confirmation rule and the bookkeeping are core's
+ * `HoldPool` (@vip/core/adapter); this file is the etcd side of it: grant,
+ * keepalive (one stream per keepalive, retried once on a new stream) and revoke.
  */
-import { coalesce } from '@vip/core';
+import { HoldPool, type Hold } from '@vip/core/adapter';
 import {
   castGrpcError,
   EtcdLeaseInvalidError,
@@ -27,23 +31,14 @@ import {
   type ILeaseKeepAliveResponse,
 } from 'etcd3';
 
-/** One etcd lease, shared by all holds of one TTL. */
-export interface SharedLease {
-  /** The TTL asked for, in whole seconds (the key of the lease in its pool). */
-  readonly seconds: number;
-  /** etcd's lease ID (a 64-bit integer as a decimal string). */
-  readonly id: string;
-  /** The TTL etcd granted: at least `seconds`, more if the server raised it to its minimum. */
-  readonly ttl: number;
-  /** Set once etcd said the lease is gone (keepalive answered TTL 0, or "lease not found"). */
-  lost: boolean;
-}
-
-/** A grant, settled or in flight. Kept as one object so "the same grant" has one identity. */
-interface Slot {
-  readonly granted: Promise<SharedLease>;
-  lease: SharedLease | undefined;
-}
+/**
+ * One etcd lease, shared by all holds of one TTL: `ttl` is the TTL asked for
+ * in whole seconds (the key of the lease in its pool), `id` etcd's lease ID
+ * (a 64-bit integer as a decimal string), `granted` the TTL etcd granted (at
+ * least `ttl`, more if the server raised it to its minimum), `lost` set once
+ * etcd said the lease is gone (keepalive answered TTL 0, or "lease not found").
+ */
+export type SharedLease = Hold;
 
 /** The answer-carrying part of a lease keepalive stream, as etcd3 hands it out. */
 type KeepaliveStream = Awaited<ReturnType<Etcd3['leaseClient']['leaseKeepAlive']>>;
@@ -51,26 +46,30 @@ type KeepaliveStream = Awaited<ReturnType<Etcd3['leaseClient']['leaseKeepAlive']
 export class LeasePool {
   readonly #client: Etcd3;
   readonly #timeoutMs: number;
-  readonly #slots = new Map<number, Slot>();
-  /** Per lease, the next keepalive: not yet sent, so whoever joins it began before it goes out. */
-  readonly #keepalives = new WeakMap<SharedLease, () => Promise<boolean>>();
+  readonly #pool: HoldPool;
   readonly #streams = new Set<KeepaliveStream>();
-  #closed = false;
 
   constructor(client: Etcd3, requestTimeoutMs: number) {
     this.#client = client;
     this.#timeoutMs = requestTimeoutMs;
+    this.#pool = new HoldPool(
+      {
+        create: (seconds) => this.#grant(seconds),
+        renew: (lease) => this.#sendKeepalive(lease),
+        destroy: (lease) => this.#revoke(lease),
+      },
+      { name: 'EtcdStore', noun: 'lease' },
+    );
   }
 
   /** The granted, not-lost lease for `seconds`, if there is one (no I/O). */
   current(seconds: number): SharedLease | undefined {
-    const lease = this.#slots.get(seconds)?.lease;
-    return lease && !lease.lost ? lease : undefined;
+    return this.#pool.current(seconds);
   }
 
   /** Every granted lease not known to be lost. */
   live(): SharedLease[] {
-    return [...this.#slots.values()].flatMap((slot) => (slot.lease && !slot.lease.lost ? [slot.lease] : []));
+    return this.#pool.live();
   }
 
   /**
@@ -78,74 +77,50 @@ export class LeasePool {
    * this call began: etcd keeps it at least `seconds` from the call.
    * Rejects when etcd cannot be asked.
    */
-  async confirmed(seconds: number): Promise<SharedLease> {
-    const seen = this.#slots.get(seconds);
-    if (seen) {
-      // A grant in flight may have been sent before this call began: confirm it with a keepalive.
-      const lease = await seen.granted.catch(() => undefined);
-      if (lease && !lease.lost && (await this.keepalive(lease))) return lease;
-    }
-    const slot = this.#slots.get(seconds);
-    // A slot other than the one seen at the start was granted after this call began: as good as our own.
-    if (slot && slot !== seen && !slot.lease?.lost) return slot.granted;
-    return this.#grant(seconds).granted;
+  confirmed(seconds: number): Promise<SharedLease> {
+    return this.#pool.confirmed(seconds);
   }
 
   /**
    * One keepalive round trip sent after this call: resolves true if etcd kept
    * the lease alive, false if etcd says it is gone (the lease is then marked
-   * lost), and rejects if we cannot tell (unreachable, timeout).
+   * lost), and rejects if we cannot tell (unreachable, timeout). Callers
+   * arriving before the keepalive is sent share it (see `coalesce`).
    */
   keepalive(lease: SharedLease): Promise<boolean> {
-    if (lease.lost) return Promise.resolve(false);
-    let confirm = this.#keepalives.get(lease);
-    if (!confirm) {
-      // Callers arriving before the keepalive is sent share it (see `coalesce`).
-      confirm = coalesce(() => this.#sendKeepalive(lease));
-      this.#keepalives.set(lease, confirm);
-    }
-    const next = confirm();
-    return next;
+    return this.#pool.confirm(lease);
   }
 
   markLost(lease: SharedLease): void {
-    lease.lost = true;
-    const slot = this.#slots.get(lease.seconds);
-    if (slot?.lease === lease) this.#slots.delete(lease.seconds);
+    this.#pool.lost(lease);
   }
 
   /** Revoke a lease (freeing every key on it at once). Best effort, bounded by the request timeout. */
-  async revoke(lease: SharedLease): Promise<void> {
-    this.markLost(lease);
-    await this.#client.leaseClient.leaseRevoke({ ID: lease.id }, this.#callOptions(Math.min(this.#timeoutMs, 1000)));
+  revoke(lease: SharedLease): Promise<void> {
+    return this.#pool.destroy(lease);
   }
 
   /**
-   * Later calls reject. Keepalives in flight are half-closed, not cancelled:
+   * Later calls reject; a lease granted after this (its grant was in flight)
+   * is revoked at once. Keepalives in flight are half-closed, not cancelled:
    * etcd3 counts a cancelled stream as a failure of its member and resets
    * every connection to it (rpc.js markFailed -> resetAllServices), which
    * would also break a caller's own client.
    */
   close(): void {
-    this.#closed = true;
+    this.#pool.close();
     for (const stream of this.#streams) stream.end();
     this.#streams.clear();
   }
 
-  #grant(seconds: number): Slot {
-    if (this.#closed) throw new Error('EtcdStore: the store was closed');
-    const granted = this.#client.leaseClient.leaseGrant({ TTL: seconds }, this.#callOptions()).then((response) => {
-      if (response.error) throw new Error(`EtcdStore: etcd refused a lease of ${seconds} s: ${response.error}`);
-      const lease: SharedLease = { seconds, id: response.ID, ttl: Number(response.TTL), lost: false };
-      slot.lease = lease;
-      return lease;
-    });
-    const slot: Slot = { granted, lease: undefined };
-    this.#slots.set(seconds, slot);
-    granted.catch(() => {
-      if (this.#slots.get(seconds) === slot) this.#slots.delete(seconds);
-    });
-    return slot;
+  async #grant(seconds: number): Promise<{ id: string; ttl: number }> {
+    const response = await this.#client.leaseClient.leaseGrant({ TTL: seconds }, this.#callOptions());
+    if (response.error) throw new Error(`EtcdStore: etcd refused a lease of ${seconds} s: ${response.error}`);
+    return { id: response.ID, ttl: Number(response.TTL) };
+  }
+
+  async #revoke(lease: SharedLease): Promise<void> {
+    await this.#client.leaseClient.leaseRevoke({ ID: lease.id }, this.#callOptions(Math.min(this.#timeoutMs, 1000)));
   }
 
   async #sendKeepalive(lease: SharedLease): Promise<boolean> {
@@ -156,7 +131,7 @@ export class LeasePool {
         return await this.#keepaliveOnce(lease);
       } catch (error) {
         const retry =
-          attempt < 2 && !this.#closed && error instanceof Error && isRecoverableError(error) && !(error instanceof GRPCDeadlineExceededError);
+          attempt < 2 && !this.#pool.closed && error instanceof Error && isRecoverableError(error) && !(error instanceof GRPCDeadlineExceededError);
         if (!retry) throw error;
       }
     }
@@ -165,10 +140,11 @@ export class LeasePool {
   /**
    * A stream per keepalive, ended after its one answer: no long-lived
    * keepalive stream to watch over, and a stalled member only stalls the
-   * keepalives sent to it (each has a deadline).
+   * keepalives sent to it (each has a deadline). False (the pool then marks
+   * the lease lost) only when etcd says the lease is gone.
    */
   async #keepaliveOnce(lease: SharedLease): Promise<boolean> {
-    if (this.#closed) throw new Error('EtcdStore: the store was closed');
+    if (this.#pool.closed) throw new Error('EtcdStore: the store was closed');
     const stream = await this.#client.leaseClient.leaseKeepAlive(this.#callOptions());
     this.#streams.add(stream);
     try {
@@ -179,15 +155,10 @@ export class LeasePool {
         stream.write({ ID: lease.id });
       });
       // etcd 3.3+ answers TTL 0 for a lease it does not have (expired or revoked).
-      if (Number(response.TTL) > 0) return true;
-      this.markLost(lease);
-      return false;
+      return Number(response.TTL) > 0;
     } catch (error) {
       // Older etcd ended the stream with "requested lease not found" instead.
-      if (error instanceof EtcdLeaseInvalidError) {
-        this.markLost(lease);
-        return false;
-      }
+      if (error instanceof EtcdLeaseInvalidError) return false;
       throw error;
     } finally {
       // Half-close: etcd ends the stream cleanly (never cancel(), see close()).

@@ -6,7 +6,7 @@
  * that way, the store makes one TLS handshake of its own with the same CA and
  * client certificate, and adds what the handshake says to the error.
  */
-import { explainTlsError } from '@vip/core';
+import { explainTlsError } from '@vip/core/adapter';
 import { isIP } from 'node:net';
 import { connect } from 'node:tls';
 

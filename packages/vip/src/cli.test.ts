@@ -161,7 +161,7 @@ describe('vip run', () => {
       expect(run.err()).toMatch(message);
       expect(run.err()).not.toContain('s3cret');
     }
-  });
+  }, 60_000); // twelve CLI processes, one after another: slow on a loaded machine, not a timing claim
 
   it('explains every command with --help', async () => {
     for (const command of ['run', 'status', 'watch']) {

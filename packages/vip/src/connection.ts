@@ -7,7 +7,8 @@
  *   memory://[name]                     (one process only)  -> @vip/core MemoryStore
  *   h1:4001,h2:4002                     (etcd, as the seed modules took it)
  */
-import { MemoryBackend, MemoryStore, redactConnectionString, type LockStore } from '@vip/core';
+import { MemoryBackend, MemoryStore, type LockStore } from '@vip/core';
+import { redactConnectionString } from '@vip/core/adapter';
 
 export type Backend = 'etcd' | 'consul' | 'memory';
 

@@ -7,10 +7,9 @@
  * so the next leader never starts while this one is still winding down.
  */
 import { EventEmitter } from 'node:events';
+import { describeValue, emitIsolated } from '@vip/core/adapter';
 import {
   Candidate,
-  describeValue,
-  emitIsolated,
   systemClock,
   VipOptionError,
   type CandidateEvents,

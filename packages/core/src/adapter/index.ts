@@ -1,0 +1,12 @@
+/**
+ * `@vip/core/adapter`: what a `LockStore` adapter is built from. Applications
+ * import `@vip/core`; adapters (`@vip/etcd`, `@vip/consul`, yours) import this.
+ */
+export { coalesce } from '../coalesce.js';
+export { emitIsolated } from '../emit.js';
+export { describe as describeValue, redactConnectionString, VipOptionError, VipStoreError, VipTimeoutError } from '../errors.js';
+export { explainTlsError, isTlsError, type TlsHints } from '../tls.js';
+export type { Claim, Holder, LockStore, StoreLimits, SwapResult } from '../store.js';
+export { sameHolder, sameTerm } from '../store.js';
+export { checkClaim, checkHolder, checkNonEmptyString, checkObject, checkSeconds, checkSignal, optionError, type SecondsRange } from './checks.js';
+export { HoldPool, type Hold, type HoldBackend, type HoldPoolOptions } from './hold-pool.js';
