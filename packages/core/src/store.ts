@@ -126,6 +126,16 @@ export interface LockStore {
    *   taken over): the leader deselects now;
    * - rejects: unknown (store unreachable, timeout): the leader keeps leading
    *   only until its local deadline and retries.
+   *
+   * What `held` proves is the *hold* (lease, session), which is what keeps the
+   * key from being given to anyone else. An adapter whose hold can outlive its
+   * key (etcd and Consul: a key deleted by an operator while its lease or
+   * session lives) may resolve `held` without reading the key: the candidate
+   * learns of such a deletion from `watch`, and verifies every "key free"
+   * event with a compareAndSwap guarded by its own term, which answers the
+   * truth (covered by the test "a key free event that arrives while a refresh
+   * is in flight is verified once the refresh lands" in candidate.test.ts).
+   * Reading the key as well is allowed, and then `null` for a deleted key.
    */
   refresh(key: string, held: Holder, ttl: number, signal?: AbortSignal): Promise<Holder | null>;
 

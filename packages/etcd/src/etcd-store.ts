@@ -366,7 +366,7 @@ export class EtcdStore implements LockStore {
     if (!hold || hold.token !== held.token || hold.id !== held.id) return null;
     if (hold.lease.granted < seconds) {
       throw new RangeError(
-        `EtcdStore.refresh: argument "ttl" is ${seconds} s but the hold on ${JSON.stringify(key)} is on a ${hold.lease.granted} s lease; change a hold's ttl with compareAndSwap`,
+        `EtcdStore.refresh: option "ttl" is ${seconds} s but the hold on ${JSON.stringify(key)} is on a ${hold.lease.granted} s lease; change a hold's ttl with compareAndSwap`,
       );
     }
     // Keepalive sent after this call began, answered with TTL > 0: etcd keeps
