@@ -1333,3 +1333,72 @@ describe('Candidate: queries, lifecycle edges and cleanup (found by mutation tes
     expect(selects).toEqual([]);
   });
 });
+
+describe('Candidate: found in review (each test failed before its fix)', () => {
+  it('a compare-and-swap won late (within its deadline) does not override a newer holder the watch already showed', async () => {
+    let answer: ((result: { ok: boolean; holder: Holder | null }) => void) | undefined;
+    const { clock, candidate, inject, log } = single({
+      injectable: true,
+      compareAndSwap: (expected, next) => (expected === null && next !== null && !answer ? new Promise((resolve) => (answer = resolve)) : null),
+      refresh: (held) => Promise.resolve(held), // proves the lease only, as etcd and Consul do
+    });
+    await candidate.start();
+    await settle();
+    inject({ id: 'a', value: '', token: 5n }); // our write was applied
+    inject(null); // an operator deleted the key (the lease lives on)
+    inject({ id: 'b', value: 'w', token: 7n }); // b won it
+    await settle();
+    expect(candidate.id()).toBe('b');
+    answer!({ ok: true, holder: { id: 'a', value: '', token: 5n } }); // our answer lands, within its deadline
+    await settle();
+    expect(candidate.id()).toBe('b');
+    await clock.advance(10_000);
+    expect(candidate.isSelected()).toBe(false);
+    expect(log.filter((l) => l.startsWith('select'))).toEqual([]);
+  });
+
+  it('a compare-and-swap won while the watch showed the key deleted after our write: led on only once the store confirms it', async () => {
+    let answer: ((result: { ok: boolean; holder: Holder | null }) => void) | undefined;
+    const { candidate, inject, log } = single({
+      injectable: true,
+      // The first acquire is answered by the test and never reaches the store: the key there stays free.
+      compareAndSwap: (expected, next) => (expected === null && next !== null && !answer ? new Promise((resolve) => (answer = resolve)) : null),
+    });
+    await candidate.start();
+    await settle();
+    inject({ id: 'a', value: '', token: 5n }); // our write was applied
+    inject(null); // and deleted again
+    await settle();
+    answer!({ ok: true, holder: { id: 'a', value: '', token: 5n } });
+    await settle();
+    expect(log.slice(0, 2)).toEqual(['select:5@0', 'deselect:lost@0']); // the verify found the term gone
+  });
+
+  it('a failure of an older refresh, landing after a newer one was confirmed, does not suspend the term', async () => {
+    let calls = 0;
+    let fail: ((error: Error) => void) | undefined;
+    const { clock, candidate, log } = single({
+      refresh: () => (++calls === 1 ? new Promise<never>((_, reject) => (fail = reject)) : null),
+    });
+    await candidate.start();
+    await clock.advance(2100); // the refresh of 1000 hangs, the one of 2000 is confirmed
+    fail!(new Error('connection reset')); // the one of 1000 fails after that
+    await settle();
+    expect(candidate.isSuspended()).toBe(false);
+    expect(log.filter((l) => /suspend|resume/.test(l))).toEqual(['suspend@2000', 'resume@2000']);
+    await clock.advance(2000);
+    expect(log.filter((l) => l.startsWith('refresh')).map((l) => l.slice(8))).toEqual(['2000', '3000', '4000']); // still on the grid
+  });
+
+  it('a "key free" event is verified within a refresh interval even while refreshes overlap (each slower than the interval)', async () => {
+    const { clock, inner, candidate, log } = single({
+      refresh: (held) => new Promise<Holder>((resolve) => clock.setTimeout(() => resolve(held), 1300)),
+    });
+    await candidate.start();
+    await clock.advance(2500); // refreshes of 1000 and 2000 overlap, and so will every later pair
+    // The key is deleted behind the live lease: the watch says "free", the refreshes would keep confirming the lease.
+    expect((await inner.compareAndSwap('/job', candidate.holder(), null, TTL)).ok).toBe(true);
+    await clock.advance(1000);
+    expect(log).toContain('deselect:lost@3000'); // the verify went out at the next grid point and found the term gone
+  });
+});

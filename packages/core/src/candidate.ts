@@ -14,9 +14,6 @@ export type { CandidateEvents, DeselectReason } from './events.js';
 /** What a Candidate calls on its store; checked when it is created, not on first use. */
 const STORE_METHODS = ['compareAndSwap', 'refresh', 'watch', 'close'] as const;
 
-/** The background release after a failed stop() gives up after max(this, 10 x ttl). */
-const RELEASE_AFTER_STOP_MIN_MS = 60_000;
-
 function checkStore(where: string, store: LockStore): void {
   const missing = store === null || typeof store !== 'object' ? undefined : STORE_METHODS.filter((name) => typeof store[name] !== 'function');
   if (missing === undefined || missing.length > 0) {

@@ -47,6 +47,8 @@ export interface Run {
   readonly pending: Set<Promise<unknown>>;
   /** Last holder observed (watch or own call); `undefined` until the first read. */
   leader: Holder | null | undefined;
+  /** How many observations this run has made: what a call's answer may have missed. */
+  observed: number;
   /** The follower's one store call in flight (acquire or release). */
   slot: Promise<void> | undefined;
   /** Something was observed while the slot was busy: decide again when it is free. */
@@ -151,6 +153,7 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
       markReady,
       pending: new Set(),
       leader: undefined,
+      observed: 0,
       slot: undefined,
       dirty: false,
       retryTimer: undefined,
@@ -256,6 +259,7 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
     const state = this.#state;
     if (state.kind === 'stopped' || state.kind === 'stopping' || state.run !== run) return;
     run.markReady();
+    run.observed++;
     if (state.kind === 'leading') {
       const { term } = state;
       // A holder older than our term is a late event from before we won: ignore it.
@@ -321,6 +325,7 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
 
   async #acquire(run: Run): Promise<void> {
     const sentAt = this.clock.now();
+    const observed = run.observed;
     // Not cut short by stop(): a CAS already on its way may still win, and
     // stop() waits for it (bounded by the timeout) so a won key is released.
     const call = this.#call(run, 'compareAndSwap', (signal) => this.#store.compareAndSwap(this.options.path, null, this.#claim, this.options.ttl, signal), false);
@@ -332,7 +337,7 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
       }
       if (result.ok && result.holder) {
         run.failures = 0;
-        this.#lead(run, result.holder, sentAt);
+        this.#lead(run, result.holder, sentAt, run.observed !== observed);
       } else if (result.holder === null) {
         // Refused although nobody holds the key (Consul's lock delay, or a term
         // that began and ended meanwhile): the watch may never move again, so
@@ -413,11 +418,15 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
     return state.kind === 'leading' && this.clock.now() < state.term.deadline ? state.term : undefined;
   }
 
-  #lead(run: Run, holder: Holder, sentAt: number): void {
+  /** `missed`: the watch moved while the winning CAS was on its way; what it showed may be newer than the answer. */
+  #lead(run: Run, holder: Holder, sentAt: number, missed: boolean): void {
     const deadline = sentAt + this.options.ttlMs - this.options.safetyMarginMs;
-    this.#setLeader(run, holder);
+    // A newer term already seen (our key was deleted and won by another meanwhile): the answer is stale.
+    const newer = run.leader && run.leader.token > holder.token;
+    const seenFree = missed && run.leader === null;
+    if (!newer) this.#setLeader(run, holder);
     // Answered too late to lead on: decide again once this call is done, which gives the stale hold back.
-    if (this.clock.now() >= deadline) {
+    if (newer || this.clock.now() >= deadline) {
       run.dirty = true;
       return;
     }
@@ -437,6 +446,8 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
     this.#armDeadline(run, term);
     this.#scheduleRefreshAt(run, term, this.#nextRefreshAt(sentAt));
     this.#emit('select', holder.value, holder.id, holder, term.controller.signal);
+    // Seen free after our write was sent: maybe deleted behind our live hold; ask the store.
+    if (seenFree) this.#confirm(run, term, 'verify');
   }
 
   /** End `term` (once): timers cleared, its signal aborted, `deselect` announced; a leader becomes a follower. */
@@ -485,7 +496,7 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
     if (term.refreshTimer !== undefined) this.clock.clearTimeout(term.refreshTimer);
     term.refreshTimer = this.clock.setTimeout(() => {
       term.refreshTimer = undefined;
-      this.#confirm(run, term, term.verifyPending && term.inFlight === 0 ? 'verify' : 'refresh', gridPoint);
+      this.#confirm(run, term, term.verifyPending ? 'verify' : 'refresh', gridPoint);
     }, ms);
   }
 
@@ -498,16 +509,13 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
    */
   #confirm(run: Run, term: Term, how: 'refresh' | 'verify', gridPoint?: number): void {
     if (term.controller.signal.aborted) return;
-    if (how === 'verify') {
-      // Not dropped: a "key free" seen while a refresh is in flight is verified once it lands.
-      if (term.inFlight > 0) {
-        term.verifyPending = true;
-        return;
-      }
-      term.verifyPending = false;
-    } else if (term.inFlight > 0) {
-      this.#suspend(term, new VipTimeoutError(`refresh on "${this.options.path}"`, this.options.refreshIntervalMs));
+    // A "key free" seen while a refresh is in flight is verified when it lands or at the next grid point, whichever is first.
+    if (how === 'verify' && term.inFlight > 0 && gridPoint === undefined) {
+      term.verifyPending = true;
+      return;
     }
+    if (how === 'verify') term.verifyPending = false;
+    if (term.inFlight > 0) this.#suspend(term, new VipTimeoutError(`refresh on "${this.options.path}"`, this.options.refreshIntervalMs));
     term.inFlight++;
     const sentAt = this.clock.now();
     // The next grid point's refresh is armed now, not when this one answers:
@@ -550,6 +558,8 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
         term.inFlight--;
         if (term.controller.signal.aborted) return;
         this.#emitError(error);
+        // Older than a confirmed attempt (the deadline already counts from a later send): it says nothing new.
+        if (term.deadline > sentAt + this.options.ttlMs - this.options.safetyMarginMs) return;
         this.#suspend(term, error instanceof Error ? error : new Error(describe(error)));
         // Unknown outcome: keep leading until the deadline and try again soon.
         const delay = backoffDelay(this.options, term.failures++);

@@ -252,3 +252,19 @@ describe('HoldPool', () => {
     await next;
   });
 });
+
+describe('HoldPool: found in review', () => {
+  it('a renew answered "alive" after the hold was marked lost is not a confirmation', async () => {
+    const backend = new FakeBackend();
+    const pool = new HoldPool(backend);
+    const creating = pool.confirmed(5);
+    await tick();
+    backend.creates[0]!.resolve({ id: 'h1' });
+    const hold = await creating;
+    const confirming = pool.confirm(hold);
+    await tick();
+    pool.lost(hold); // meanwhile a write on it was refused: the session is invalid
+    backend.renews[0]!.resolve(true);
+    expect(await confirming).toBe(false);
+  });
+});

@@ -165,7 +165,8 @@ export class HoldPool {
     }
     return renew().then((alive) => {
       if (!alive) this.lost(hold);
-      return alive;
+      // Marked lost while the renew was on its way (a write on it was refused): that answer confirms nothing.
+      return alive && !hold.lost;
     });
   }
 
