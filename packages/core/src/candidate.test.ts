@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Candidate, locker, type DeselectReason } from './candidate.js';
 import { VipDeselectedError, VipOptionError, VipStoreError, VipTimeoutError } from './errors.js';
@@ -1400,5 +1401,164 @@ describe('Candidate: found in review (each test failed before its fix)', () => {
     expect((await inner.compareAndSwap('/job', candidate.holder(), null, TTL)).ok).toBe(true);
     await clock.advance(1000);
     expect(log).toContain('deselect:lost@3000'); // the verify went out at the next grid point and found the term gone
+  });
+});
+
+describe('Candidate: more edges found by mutation testing', () => {
+  it('a store that is not one is refused with a message naming what is missing', () => {
+    expect(() => new Candidate(null as never, { path: '/p' })).toThrow(/^Candidate: store must be a LockStore such as new MemoryStore\(\) \(got null\)$/);
+    const partial = { compareAndSwap() {}, watch() {}, close() {} } as unknown as LockStore;
+    expect(() => new Candidate(partial, { path: '/p' })).toThrow(/; it has no refresh\(\)\)$/);
+    expect(() => locker(partial)).toThrow(/^locker: store must be a LockStore/);
+  });
+
+  it('whenSelected() with an aborted signal rejects with its reason, and a settled wait leaves no abort listener', async () => {
+    const { candidate } = single({});
+    const reason = new Error('not today');
+    await expect(candidate.whenSelected(AbortSignal.abort(reason))).rejects.toBe(reason);
+    const controller = new AbortController();
+    const waiting = candidate.whenSelected(controller.signal);
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1);
+    await candidate.start();
+    await waiting;
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+  });
+
+  it('changes(): nothing before the first read, changes queued while nobody waits, and break() ends it', async () => {
+    const c = cluster(2);
+    const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
+    const early = b.candidate.changes();
+    await startAll(c);
+    await settle();
+    await a.candidate.stop(); // n1 takes over: free, then n1, queued while nobody waits
+    await settle();
+    const seen: (string | null)[] = [];
+    for await (const holder of early) {
+      seen.push(holder?.id ?? null);
+      if (seen.length === 3) break;
+    }
+    expect(seen).toEqual(['n0', null, 'n1']);
+    expect(await early.next()).toEqual({ value: undefined, done: true });
+  });
+
+  it('a start() whose first read is slow but stopped in time reports no timeout', async () => {
+    const c = cluster(1);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    node.store.partition();
+    const errors: string[] = [];
+    node.candidate.on('error', (error) => errors.push(error.message));
+    void node.candidate.start();
+    await c.clock.advance(100);
+    node.store.heal();
+    const stopping = node.candidate.stop();
+    await c.clock.advance(10_000);
+    await stopping;
+    expect(errors.filter((m) => m.includes('first read'))).toEqual([]);
+  });
+
+  it('stop() twice at once releases once; a follower that stops sends nothing', async () => {
+    const c = cluster(2);
+    const [n0, n1] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
+    await startAll(c);
+    await settle();
+    const before = [n0.store.calls.compareAndSwap, n1.store.calls.compareAndSwap];
+    await n1.candidate.stop();
+    await Promise.all([n0.candidate.stop(), n0.candidate.stop()]);
+    expect([n0.store.calls.compareAndSwap - before[0]!, n1.store.calls.compareAndSwap - before[1]!]).toEqual([1, 0]);
+  });
+
+  it('resign() and stop() resolve only once the store has answered the release', async () => {
+    const c = cluster(1);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    await startAll(c);
+    await settle();
+    node.store.latency(200, ['compareAndSwap']);
+    let resigned = false;
+    const resigning = node.candidate.resign({ holdOff: 60 }).then(() => (resigned = true));
+    await c.clock.advance(100);
+    expect(resigned).toBe(false);
+    await c.clock.advance(200);
+    await resigning;
+    expect(c.backend.get('/job')).toBeNull();
+  });
+
+  it('stop() during an acquisition resolves only once the key it won is released', async () => {
+    const c = cluster(1);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    node.store.latency(300, ['compareAndSwap']);
+    await startAll(c);
+    await c.clock.advance(100); // the acquire is on its way
+    let stopped = false;
+    const stopping = node.candidate.stop().then(() => (stopped = true));
+    await c.clock.advance(250); // it wins at 300; its release answers at 600
+    expect(stopped).toBe(false);
+    await c.clock.advance(400);
+    await stopping;
+    expect(c.backend.get('/job')).toBeNull();
+  });
+
+  it('the background release after stop() gives up after 10 x ttl when that is longer than a minute', async () => {
+    const c = cluster(1, { ttl: 10 });
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    const gaveUp: number[] = [];
+    node.candidate.on('error', (error) => /gave up/.test(error.message) && gaveUp.push(c.clock.now()));
+    await startAll(c);
+    await settle();
+    node.store.failAll(['compareAndSwap']);
+    await node.candidate.stop();
+    await c.clock.advance(99_000);
+    expect(gaveUp).toEqual([]);
+    await c.clock.advance(20_000);
+    expect(gaveUp).toHaveLength(1);
+    expect(c.log.map((l) => String(l.detail)).find((d) => d.includes('gave up'))).toMatch(/after 100 s of failures/);
+  });
+
+  it('a follower backing off after a failed acquire leaves no timer when stopped', async () => {
+    const c = cluster(1);
+    const [node] = c.nodes as [(typeof c.nodes)[0]];
+    node.store.failNext(1, ['compareAndSwap']);
+    await startAll(c);
+    await settle(); // the acquire failed: a retry is scheduled
+    await node.candidate.stop();
+    expect(c.clock.pending()).toBe(0);
+  });
+
+  it('after a verify the leader still refreshes once per interval', async () => {
+    let refreshes = 0;
+    const { clock, candidate, inject } = single({ injectable: true, refresh: () => (refreshes++, null) });
+    await candidate.start();
+    await clock.advance(1500);
+    inject(null); // a stale "free": verified with a CAS, which confirms the term
+    await clock.advance(3000);
+    expect(candidate.isSelected()).toBe(true);
+    expect(refreshes).toBe(4); // at 1000, 2000, 3000, 4000
+  });
+
+  it('a watch that ends is reported and opened again; one that throws because it was stopped is not an error', async () => {
+    const clock = new FakeClock();
+    clocks.add(clock);
+    const inner = new MemoryStore({ clock });
+    let opened = 0;
+    const store: LockStore = {
+      compareAndSwap: (...args) => inner.compareAndSwap(...args),
+      refresh: (...args) => inner.refresh(...args),
+      close: () => inner.close(),
+      async *watch(key, signal) {
+        if (++opened === 1) return; // ends at once, without a word
+        for await (const holder of inner.watch(key, signal)) yield holder;
+        throw new Error('aborted'); // as some clients do when their signal aborts
+      },
+    };
+    const candidate = new Candidate(store, { path: '/job', ttl: TTL, clock, random: () => 0.5 });
+    const errors: string[] = [];
+    candidate.on('error', (error) => errors.push(`${error.message}@${clock.now()}`));
+    await candidate.start();
+    await clock.advance(500);
+    expect(errors).toEqual(['watch on "/job" failed: the watch ended unexpectedly@0']);
+    expect(opened).toBe(2);
+    expect(candidate.isSelected()).toBe(true);
+    await candidate.stop();
+    await settle();
+    expect(errors).toHaveLength(1);
   });
 });

@@ -471,23 +471,15 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
   }
 
   /**
-   * When to refresh next: the first grid point of multiples of
-   * refreshInterval (on this process's clock) after `from`. Never later than
-   * `from + refreshInterval`, and every candidate of the process with the
-   * same interval refreshes at the same instants, so a store that shares one
-   * lease among them (`coalesce`) confirms them all with one keepalive.
-   * (The tiny slack absorbs floating-point noise in a grid point itself.)
+   * The first multiple of refreshInterval after `from`: every candidate of the process with the same
+   * interval refreshes at the same instants, so one shared keepalive (`coalesce`) confirms them all.
    */
   #nextRefreshAt(from: number): number {
     const interval = this.options.refreshIntervalMs;
     return (Math.floor(from / interval + 1e-9) + 1) * interval;
   }
 
-  /**
-   * Refresh at grid point `at`. The refresh is told which point it was for:
-   * timers may fire a little early (Node rounds to whole milliseconds), and a
-   * refresh sent just before its grid point must still count as that point's.
-   */
+  /** Refresh at grid point `at`, told which point it is for: a timer may fire a little early (Node rounds to ms). */
   #scheduleRefreshAt(run: Run, term: Term, at: number): void {
     this.#scheduleRefresh(run, term, at - this.clock.now(), at);
   }
@@ -587,12 +579,9 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
   }
 
   /**
-   * Deliver an event so that no listener can break the machine: each listener
-   * runs on its own, a throw (or a rejected promise) is reported on `error`,
-   * and an `error` nobody listens to is dropped. One event at a time: an event
-   * raised by a listener (a `select` listener that calls stop()) is delivered
-   * once the current one has reached every listener, so no listener ever
-   * hears `deselect` before its `select`.
+   * Deliver an event so that no listener can break the machine (see emitIsolated), one event at a
+   * time: an event raised by a listener (a `select` listener that calls stop()) is delivered once the
+   * current one has reached every listener, so no listener hears `deselect` before its `select`.
    */
   #emit<E extends keyof CandidateEvents>(event: E, ...args: CandidateEvents[E]): void {
     this.#eventQueue.push(() => emitIsolated(this, event, args));
