@@ -1064,6 +1064,8 @@ describe('Candidate: suspended (leading on borrowed time) vs lost', () => {
     expect(causes).toHaveLength(1);
     expect(causes[0]!.message).toContain('store unreachable');
     expect(candidate.isSelected()).toBe(true);
+    await clock.advance(3000); // healthy again: no further suspend
+    expect(causes).toHaveLength(1);
   });
 
   it('isSuspended() is true while refreshes fail, and false again once the term has ended at its deadline', async () => {
@@ -1525,13 +1527,16 @@ describe('Candidate: more edges found by mutation testing', () => {
 
   it('after a verify the leader still refreshes once per interval', async () => {
     let refreshes = 0;
-    const { clock, candidate, inject } = single({ injectable: true, refresh: () => (refreshes++, null) });
+    let casCalls = 0;
+    const { clock, candidate, inject } = single({ injectable: true, refresh: () => (refreshes++, null), compareAndSwap: () => (casCalls++, null) });
+    const verifies = (): number => casCalls - 1; // all but the acquire
     await candidate.start();
     await clock.advance(1500);
     inject(null); // a stale "free": verified with a CAS, which confirms the term
     await clock.advance(3000);
     expect(candidate.isSelected()).toBe(true);
     expect(refreshes).toBe(4); // at 1000, 2000, 3000, 4000
+    expect(verifies()).toBe(1); // one verify, not one per interval from then on
   });
 
   it('a watch that ends is reported and opened again; one that throws because it was stopped is not an error', async () => {
