@@ -73,7 +73,7 @@ import {
   checkObject,
   checkSeconds,
   checkSignal,
-  optionError,
+  VipOptionError,
   type Claim,
   type Holder,
   type LockStore,
@@ -490,7 +490,7 @@ function checkOptions(options: ConsulStoreOptions): Required<ConsulStoreOptions>
     value === undefined ? fallback : checkSeconds(WHERE, name, value, { from: min, to: max });
   const lockDelay = (value: unknown): number => checkSeconds(WHERE, 'lockDelay', value, { from: 0, to: MAX_LOCK_DELAY }, "(Consul's cap), or 'ttl'");
   const behavior = options.behavior ?? 'delete';
-  if (behavior !== 'delete' && behavior !== 'release') throw optionError(WHERE, 'behavior', '"delete" or "release"', behavior);
+  if (behavior !== 'delete' && behavior !== 'release') throw new VipOptionError(WHERE, 'behavior', '"delete" or "release"', behavior);
   const sessionName = options.sessionName ?? 'vip';
   checkNonEmptyString(WHERE, 'sessionName', sessionName);
   return {
@@ -515,6 +515,6 @@ function checkTtl(where: string, ttl: number, minTtl: number): void {
  */
 function checkSessionTtl(where: string, session: Session, ttl: number): void {
   if (ttl > session.ttl) {
-    throw optionError(where, 'ttl', `at most ${session.ttl}, the TTL this term was acquired with`, ttl);
+    throw new VipOptionError(where, 'ttl', `at most ${session.ttl}, the TTL this term was acquired with`, ttl);
   }
 }

@@ -14,7 +14,7 @@
  * are keys with a lone surrogate (no UTF-8 form: Consul stores U+FFFD instead)
  * and keys that GET /v1/kv/ refuses (UNPRINTABLE below).
  */
-import { checkNonEmptyString, optionError } from '@vip/core/adapter';
+import { checkNonEmptyString, VipOptionError } from '@vip/core/adapter';
 
 /**
  * Characters Consul's HTTP API refuses in a URL path: Go's `unicode.IsPrint`
@@ -29,7 +29,7 @@ const UNPRINTABLE = /[^\p{L}\p{M}\p{N}\p{P}\p{S} ]/u;
 export function consulKey(where: string, key: unknown): string {
   checkNonEmptyString(where, 'key', key, 'a non-empty string such as "my-job"');
   const rule = consulKeyRule(key);
-  if (rule !== undefined) throw optionError(where, 'key', rule, key);
+  if (rule !== undefined) throw new VipOptionError(where, 'key', rule, key);
   return key.replace(/^\/+/, '');
 }
 

@@ -1469,7 +1469,7 @@ describe('Candidate: more edges found by mutation testing', () => {
     expect([n0.store.calls.compareAndSwap - before[0]!, n1.store.calls.compareAndSwap - before[1]!]).toEqual([1, 0]);
   });
 
-  it('resign() and stop() resolve only once the store has answered the release', async () => {
+  it('resign() resolves only once the store has answered the release', async () => {
     const c = cluster(1);
     const [node] = c.nodes as [(typeof c.nodes)[0]];
     await startAll(c);

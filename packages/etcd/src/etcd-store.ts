@@ -40,7 +40,7 @@ import {
   checkObject,
   checkSeconds,
   checkSignal,
-  optionError,
+  VipOptionError,
   type Claim,
   type Holder,
   type LockStore,
@@ -468,7 +468,7 @@ function checkOptions(options: EtcdStoreOptions): Settings {
     watchRetryMaxMs: seconds('watchRetryMax', 1),
   };
   if (settings.watchRetryMaxMs < settings.watchRetryInitialMs) {
-    throw optionError('new EtcdStore', 'options.watchRetryMax', `at least options.watchRetryInitial (${settings.watchRetryInitialMs / 1000})`, options.watchRetryMax);
+    throw new VipOptionError('new EtcdStore', 'options.watchRetryMax', `at least options.watchRetryInitial (${settings.watchRetryInitialMs / 1000})`, options.watchRetryMax);
   }
   return settings;
 }
@@ -515,9 +515,9 @@ function clientOptions(connection: Exclude<EtcdConnectionInput, Etcd3>, settings
     given = connection as IOptions;
     const hosts = given.hosts;
     const ok = (typeof hosts === 'string' && hosts.trim() !== '') || (Array.isArray(hosts) && hosts.length > 0 && hosts.every((h) => typeof h === 'string' && h !== ''));
-    if (!ok) throw optionError('new EtcdStore', 'connection.hosts', 'a host URL or a non-empty array of them, e.g. ["http://127.0.0.1:2379"]', hosts);
+    if (!ok) throw new VipOptionError('new EtcdStore', 'connection.hosts', 'a host URL or a non-empty array of them, e.g. ["http://127.0.0.1:2379"]', hosts);
   } else {
-    throw optionError(
+    throw new VipOptionError(
       'new EtcdStore',
       'connection',
       'a connection string like "etcd://127.0.0.1:2379", an array of hosts, an etcd3 options object or an Etcd3 client',
@@ -573,11 +573,11 @@ const WELL_FORMED_KEY = 'well-formed Unicode (a lone surrogate would be stored a
 
 function checkKey(where: string, key: unknown): void {
   checkNonEmptyString(where, 'key', key);
-  if (LONE_SURROGATE.test(key)) throw optionError(where, 'key', WELL_FORMED_KEY, key);
+  if (LONE_SURROGATE.test(key)) throw new VipOptionError(where, 'key', WELL_FORMED_KEY, key);
 }
 
 function checkTtl(where: string, ttl: unknown): void {
-  if (checkSeconds(where, 'ttl', ttl, { greaterThan: 0 }) > MAX_LEASE_TTL) throw optionError(where, 'ttl', `at most ${MAX_LEASE_TTL} seconds (etcd's longest lease)`, ttl);
+  if (checkSeconds(where, 'ttl', ttl, { greaterThan: 0 }) > MAX_LEASE_TTL) throw new VipOptionError(where, 'ttl', `at most ${MAX_LEASE_TTL} seconds (etcd's longest lease)`, ttl);
 }
 
 function closedError(): Error {

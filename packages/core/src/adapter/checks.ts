@@ -8,19 +8,14 @@
 import { VipOptionError } from '../errors.js';
 import type { Claim, Holder } from '../store.js';
 
-/** The error every check throws: `${where}: option "${option}" must be ${expected} (got ${describeValue(got)})`. */
-export function optionError(where: string, option: string, expected: string, got: unknown): VipOptionError {
-  return new VipOptionError(where, option, expected, got);
-}
-
 /** An options object (not null, not a primitive). */
 export function checkObject(where: string, option: string, value: unknown, expected = 'an object'): asserts value is object {
-  if (value === null || typeof value !== 'object') throw optionError(where, option, expected, value);
+  if (value === null || typeof value !== 'object') throw new VipOptionError(where, option, expected, value);
 }
 
 /** A string that is not empty. */
 export function checkNonEmptyString(where: string, option: string, value: unknown, expected = 'a non-empty string'): asserts value is string {
-  if (typeof value !== 'string' || value.length === 0) throw optionError(where, option, expected, value);
+  if (typeof value !== 'string' || value.length === 0) throw new VipOptionError(where, option, expected, value);
 }
 
 /** A range of seconds: above a bound (`{ greaterThan: 0 }`), or within one (`{ from: 1, to: 600 }`, both included). */
@@ -38,7 +33,7 @@ export function checkSeconds(where: string, option: string, value: unknown, rang
     ('greaterThan' in range ? value > range.greaterThan : value >= range.from && value <= range.to);
   if (!ok) {
     const expected = 'greaterThan' in range ? `a finite number of seconds greater than ${range.greaterThan}` : `a number of seconds from ${range.from} to ${range.to}`;
-    throw optionError(where, option, note ? `${expected} ${note}` : expected, value);
+    throw new VipOptionError(where, option, note ? `${expected} ${note}` : expected, value);
   }
   return value as number;
 }
@@ -48,7 +43,7 @@ export function checkHolder(where: string, option: string, value: unknown, nulla
   if (value === null && nullable) return;
   const h = value as Partial<Holder> | null;
   if (h === null || typeof h !== 'object' || typeof h.id !== 'string' || typeof h.value !== 'string' || typeof h.token !== 'bigint') {
-    throw optionError(where, option, `${nullable ? 'null or ' : ''}a holder { id: string, value: string, token: bigint }`, value);
+    throw new VipOptionError(where, option, `${nullable ? 'null or ' : ''}a holder { id: string, value: string, token: bigint }`, value);
   }
 }
 
@@ -60,7 +55,7 @@ export function checkClaim(where: string, option: string, value: unknown, nonEmp
   if (value === null) return;
   const c = value as Partial<Claim> | null;
   if (c === null || typeof c !== 'object' || typeof c.id !== 'string' || (nonEmptyId && c.id === '') || typeof c.value !== 'string') {
-    throw optionError(where, option, `null or a claim { id: ${nonEmptyId ? 'non-empty ' : ''}string, value: string }`, value);
+    throw new VipOptionError(where, option, `null or a claim { id: ${nonEmptyId ? 'non-empty ' : ''}string, value: string }`, value);
   }
 }
 
@@ -79,5 +74,5 @@ export function checkSignal(where: string, option: string, value: unknown, requi
     typeof s.addEventListener === 'function' &&
     typeof s.removeEventListener === 'function' &&
     typeof s.throwIfAborted === 'function';
-  if (!looksLikeSignal) throw optionError(where, option, required ? 'an AbortSignal' : 'an AbortSignal or undefined', value);
+  if (!looksLikeSignal) throw new VipOptionError(where, option, required ? 'an AbortSignal' : 'an AbortSignal or undefined', value);
 }

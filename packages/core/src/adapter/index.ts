@@ -8,5 +8,5 @@ export { describe as describeValue, redactConnectionString, VipOptionError, VipS
 export { explainTlsError, isTlsError, type TlsHints } from '../tls.js';
 export type { Claim, Holder, LockStore, StoreLimits, SwapResult } from '../store.js';
 export { sameHolder, sameTerm } from '../store.js';
-export { checkClaim, checkHolder, checkNonEmptyString, checkObject, checkSeconds, checkSignal, optionError, type SecondsRange } from './checks.js';
+export { checkClaim, checkHolder, checkNonEmptyString, checkObject, checkSeconds, checkSignal, type SecondsRange } from './checks.js';
 export { HoldPool, type Hold, type HoldBackend, type HoldPoolOptions } from './hold-pool.js';
