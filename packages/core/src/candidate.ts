@@ -3,13 +3,36 @@
  * file is its public face (queries, `whenSelected()`, `changes()`); the state
  * machine, its timers and the safety argument are in machine.ts.
  */
-import { describe } from './errors.js';
+import { describe, VipOptionError } from './errors.js';
 import type { CandidateEvents } from './events.js';
 import { Machine, type ChangeListener } from './machine.js';
 import type { CandidateOptions } from './options.js';
 import type { Holder, LockStore } from './store.js';
 
 export type { CandidateEvents, DeselectReason } from './events.js';
+
+/** What `Candidate.health()` says. Times in seconds. */
+export interface CandidateHealth {
+  /** false: see `reason`. */
+  readonly healthy: boolean;
+  /** What it is doing, or why it is unhealthy, in a few words. */
+  readonly reason: string;
+  /** `starting`: started, the key not read yet. */
+  readonly state: 'stopped' | 'starting' | 'following' | 'leading' | 'stopping';
+  /** Whether this node leads now (`isSelected()`). */
+  readonly leading: boolean;
+  readonly suspended: boolean;
+  /** The leader as last seen. */
+  readonly leader: Holder | null;
+  /** Seconds to the local deadline while in the leading state (negative past it), else `null`. */
+  readonly timeLeft: number | null;
+  /** When this node's term began, while it leads. */
+  readonly termStart: Date | null;
+  /** Seconds since the store stopped answering (calls failing or the watch down), `null` while it answers. */
+  readonly unreachableFor: number | null;
+  /** The last store failure's message while `unreachableFor` is set. */
+  readonly lastError: string | null;
+}
 
 /** What a Candidate calls on its store; checked when it is created, not on first use. */
 const STORE_METHODS = ['compareAndSwap', 'refresh', 'watch', 'close'] as const;
@@ -103,6 +126,68 @@ export class Candidate extends Machine {
   timeLeft(): number | null {
     const term = this.leadingTerm();
     return term ? (term.deadline - this.clock.now()) / 1000 : null;
+  }
+
+  /**
+   * When this process first saw the current holder's term (wall clock,
+   * informational): its term start if this node leads, else when the watch showed it.
+   * `null` when stopped or before the first read.
+   */
+  leaderSince(): Date | null {
+    const state = this.state;
+    if (state.kind === 'stopped' || !state.run.leader || state.run.leaderSince === undefined) return null;
+    return new Date(state.run.leaderSince);
+  }
+
+  /** When this node's current term began (wall clock, informational) while leading, else `null`. */
+  termStart(): Date | null {
+    const term = this.leadingTerm();
+    return term ? new Date(term.startedAt) : null;
+  }
+
+  /**
+   * Whether this candidate is doing its job, for a probe or a dashboard (see
+   * `CandidateHealth`). Unhealthy when it is stopped (or stopping), when it is
+   * in the leading state past its local deadline (it must never be: alarm on
+   * it), or when the store has been unreachable (every call failing, or the
+   * watch down) for longer than `unreachableAfter` seconds (default: the ttl).
+   * A leader with time left is healthy, even suspended.
+   */
+  health(options: { unreachableAfter?: number } = {}): CandidateHealth {
+    if (options === null || typeof options !== 'object') {
+      throw new VipOptionError('Candidate.health', 'options', 'an object like { unreachableAfter: 10 } or omitted', options);
+    }
+    const { unreachableAfter = this.options.ttl } = options;
+    if (typeof unreachableAfter !== 'number' || !Number.isFinite(unreachableAfter) || unreachableAfter < 0) {
+      throw new VipOptionError('Candidate.health', 'unreachableAfter', 'a number of seconds >= 0', unreachableAfter);
+    }
+    const state = this.state;
+    const now = this.clock.now();
+    const since = state.kind === 'stopped' ? undefined : [this.failingSince, state.run.watchDownSince].filter((t) => t !== undefined);
+    const unreachableFor = since && since.length > 0 ? (now - Math.min(...since)) / 1000 : null;
+    const term = state.kind === 'leading' ? state.term : undefined;
+    const report = {
+      state: state.kind === 'following' && state.run.leader === undefined ? 'starting' : state.kind,
+      leading: this.isSelected(),
+      suspended: this.isSuspended(),
+      leader: this.holder(),
+      timeLeft: term ? (term.deadline - now) / 1000 : null,
+      termStart: this.termStart(),
+      unreachableFor,
+      lastError: unreachableFor === null ? null : (this.lastStoreError?.message ?? null),
+    } as const;
+    const unhealthy = (reason: string): CandidateHealth => ({ healthy: false, reason, ...report });
+    if (state.kind === 'stopped' || state.kind === 'stopping') return unhealthy(state.kind);
+    if (term && now >= term.deadline) return unhealthy(`in the leading state ${Math.round(now - term.deadline)} ms past its local deadline`);
+    if (unreachableFor !== null && unreachableFor > unreachableAfter) {
+      return unhealthy(`store unreachable for ${Math.round(unreachableFor)} s${report.lastError ? `: ${report.lastError}` : ''}`);
+    }
+    const doing = term
+      ? `leading (${report.timeLeft!.toFixed(1)} s to the local deadline${term.suspended ? ', suspended' : ''})`
+      : report.state === 'starting'
+        ? 'starting (waiting for the first read of the key)'
+        : `following (${report.leader ? `leader ${report.leader.id}` : 'no leader'})`;
+    return { healthy: true, reason: doing, ...report };
   }
 
   /** The current term's signal while leading (aborts when the term ends), else `null`. */

@@ -1,4 +1,5 @@
-export { Candidate, locker, type CandidateEvents, type DeselectReason } from './candidate.js';
+export { Candidate, locker, type CandidateEvents, type CandidateHealth, type DeselectReason } from './candidate.js';
+export { STORE_CALL_CHANNEL, type StoreCallMessage, type StoreCallPurpose } from './diagnostics.js';
 export { systemClock, type Clock, type Random, type TimerHandle } from './clock.js';
 export { VipDeselectedError, VipOptionError, VipStoreError, VipTimeoutError } from './errors.js';
 export { MemoryBackend, MemoryStore, type MemoryStoreOptions } from './memory-store.js';

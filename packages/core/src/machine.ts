@@ -31,6 +31,7 @@
 import { EventEmitter } from 'node:events';
 import type { Clock, TimerHandle } from './clock.js';
 import { decide } from './decide.js';
+import { storeCalls, type StoreCallPurpose } from './diagnostics.js';
 import { describe, VipDeselectedError, VipOptionError, VipStoreError, VipTimeoutError } from './errors.js';
 import { emitIsolated } from './emit.js';
 import type { CandidateEvents, DeselectReason } from './events.js';
@@ -59,6 +60,10 @@ export interface Run {
   holdOffUntil: number;
   /** The last stale hold of ours released; never released twice. */
   released: Holder | null;
+  /** Wall-clock ms when this run first saw the current holder (informational). */
+  leaderSince: number | undefined;
+  /** Monotonic ms since which the watch has been failing (unset once it yields again). */
+  watchDownSince: number | undefined;
 }
 
 /** The term this candidate leads. */
@@ -75,6 +80,8 @@ export interface Term {
   verifyPending: boolean;
   failures: number;
   suspended: boolean;
+  /** Wall-clock ms when the term began (informational: safety uses the monotonic deadline). */
+  readonly startedAt: number;
 }
 
 export type State =
@@ -103,6 +110,10 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
   protected readonly changeListeners = new Set<ChangeListener>();
   /** Called when the candidate stops, to end `changes()` iterators and `whenSelected()` waits. */
   protected readonly endListeners = new Set<() => void>();
+  /** Monotonic ms since which every store call has failed (unset by any answer, a watch event included). */
+  protected failingSince: number | undefined;
+  /** The last store failure, for health(). */
+  protected lastStoreError: Error | undefined;
 
   constructor(store: LockStore, options: CandidateOptions) {
     super();
@@ -138,7 +149,7 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
     let silence: TimerHandle | undefined = this.clock.setTimeout(() => {
       silence = undefined;
       if (this.#state.kind === 'stopped' || this.#state.run !== run) return;
-      this.#emitError(new VipStoreError('watch', this.options.path, new VipTimeoutError('the first read of the key', this.options.requestTimeoutMs)));
+      this.#storeFailed(run, 'watch', 0, new VipStoreError('watch', this.options.path, new VipTimeoutError('the first read of the key', this.options.requestTimeoutMs)));
       resolveReady();
     }, this.options.requestTimeoutMs);
     const markReady = (): void => {
@@ -160,7 +171,11 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
       failures: 0,
       holdOffUntil: 0,
       released: null,
+      leaderSince: undefined,
+      watchDownSince: undefined,
     };
+    this.failingSince = undefined;
+    this.lastStoreError = undefined;
     this.#state = { kind: 'following', run };
     void this.#watchLoop(run);
     return ready;
@@ -244,10 +259,10 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
           this.#observe(run, holder);
         }
         if (signal.aborted) break;
-        this.#emitError(new VipStoreError('watch', this.options.path, new Error('the watch ended unexpectedly')));
+        this.#storeFailed(run, 'watch', 0, new VipStoreError('watch', this.options.path, new Error('the watch ended unexpectedly')));
       } catch (error) {
         if (signal.aborted) break;
-        this.#emitError(new VipStoreError('watch', this.options.path, error));
+        this.#storeFailed(run, 'watch', 0, new VipStoreError('watch', this.options.path, error));
       }
       run.markReady();
       await sleep(this.clock, backoffDelay(this.options, failures++), signal);
@@ -260,6 +275,8 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
     if (state.kind === 'stopped' || state.kind === 'stopping' || state.run !== run) return;
     run.markReady();
     run.observed++;
+    run.watchDownSince = undefined;
+    this.failingSince = undefined;
     if (state.kind === 'leading') {
       const { term } = state;
       // A holder older than our term is a late event from before we won: ignore it.
@@ -281,6 +298,7 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
   #setLeader(run: Run, holder: Holder | null): void {
     const previous = run.leader;
     run.leader = holder;
+    if (previous === undefined || !sameTerm(previous, holder)) run.leaderSince = Date.now();
     if (previous === undefined || !sameHolder(previous, holder)) {
       this.#emit('change', holder?.value ?? null, holder?.id ?? null, holder);
       for (const listener of this.changeListeners) listener(holder);
@@ -328,7 +346,7 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
     const observed = run.observed;
     // Not cut short by stop(): a CAS already on its way may still win, and
     // stop() waits for it (bounded by the timeout) so a won key is released.
-    const call = this.#call(run, 'compareAndSwap', (signal) => this.#store.compareAndSwap(this.options.path, null, this.#claim, this.options.ttl, signal), false);
+    const call = this.#call(run, 'acquire', (signal) => this.#store.compareAndSwap(this.options.path, null, this.#claim, this.options.ttl, signal), false);
     try {
       const result = await call;
       if (run.controller.signal.aborted) {
@@ -440,6 +458,7 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
       verifyPending: false,
       failures: 0,
       suspended: false,
+      startedAt: Date.now(),
     };
     this.#state = { kind: 'leading', run, term };
     this.#clearRetry(run);
@@ -518,7 +537,7 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
     type Answer = { held: Holder | null; current?: Holder | null };
     // Bounded by requestTimeout, not by the deadline as it stands now (an earlier attempt
     // may move it): the deadline timer ends the term whatever is in flight.
-    const call = this.#call<Answer>(run, how === 'refresh' ? 'refresh' : 'compareAndSwap', (signal) =>
+    const call = this.#call<Answer>(run, how, (signal) =>
       how === 'refresh'
         ? this.#store.refresh(path, term.holder, ttl, signal).then((held) => ({ held }))
         : this.#store.compareAndSwap(path, term.holder, this.#claim, ttl, signal).then((result) => (result.ok ? { held: result.holder } : { held: null, current: result.holder })),
@@ -568,10 +587,44 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
 
   // ---- plumbing -------------------------------------------------------------
 
-  /** One store call, bounded by requestTimeout (see store-call.ts); `followRun`: also aborted when the run is. */
-  #call<T>(run: Run, operation: VipStoreError['operation'], request: (signal: AbortSignal) => Promise<T>, followRun = true): Promise<T> {
+  /**
+   * One store call, bounded by requestTimeout (see store-call.ts); `followRun`: also aborted when the run is.
+   * Its outcome feeds health() and the diagnostics channel (a call given up because the run stopped counts as neither).
+   */
+  #call<T>(run: Run, purpose: Exclude<StoreCallPurpose, 'watch'>, request: (signal: AbortSignal) => Promise<T>, followRun = true): Promise<T> {
     const { clock, path, requestTimeoutMs } = this.options;
-    return callStore({ clock, path, timeoutMs: requestTimeoutMs, operation, request, pending: run.pending, follow: followRun ? run.controller.signal : undefined });
+    const operation = purpose === 'acquire' || purpose === 'verify' ? 'compareAndSwap' : purpose;
+    const sentAt = clock.now();
+    const call = callStore({ clock, path, timeoutMs: requestTimeoutMs, operation, request, pending: run.pending, follow: followRun ? run.controller.signal : undefined });
+    call.then(
+      () => {
+        this.failingSince = undefined;
+        this.#publish(purpose, clock.now() - sentAt, undefined);
+      },
+      (error: unknown) => {
+        if (followRun && run.controller.signal.aborted) return;
+        this.#noteFailure(purpose, clock.now() - sentAt, error);
+      },
+    );
+    return call;
+  }
+
+  /** A failed watch: reported on `error`, and the watch counts as down until it yields again. */
+  #storeFailed(run: Run, purpose: 'watch', ms: number, error: Error): void {
+    run.watchDownSince ??= this.clock.now();
+    this.#noteFailure(purpose, ms, error);
+    this.#emitError(error);
+  }
+
+  #noteFailure(purpose: StoreCallPurpose, ms: number, error: unknown): void {
+    const failure = error instanceof Error ? error : new Error(describe(error));
+    this.failingSince ??= this.clock.now();
+    this.lastStoreError = failure;
+    this.#publish(purpose, ms, failure);
+  }
+
+  #publish(purpose: StoreCallPurpose, durationMs: number, error: Error | undefined): void {
+    if (storeCalls.hasSubscribers) storeCalls.publish({ candidate: this, path: this.options.path, purpose, durationMs, error });
   }
 
   #emitError(error: unknown): void {
