@@ -136,7 +136,8 @@ export class Candidate extends Machine {
   leaderSince(): Date | null {
     const state = this.state;
     if (state.kind === 'stopped' || !state.run.leader || state.run.leaderSince === undefined) return null;
-    return new Date(state.run.leaderSince);
+    const term = this.leadingTerm();
+    return new Date(term ? term.startedAt : state.run.leaderSince);
   }
 
   /** When this node's current term began (wall clock, informational) while leading, else `null`. */

@@ -295,10 +295,10 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
     this.#reconsider(run);
   }
 
-  #setLeader(run: Run, holder: Holder | null): void {
+  #setLeader(run: Run, holder: Holder | null, at = Date.now()): void {
     const previous = run.leader;
     run.leader = holder;
-    if (previous === undefined || !sameTerm(previous, holder)) run.leaderSince = Date.now();
+    if (previous === undefined || !sameTerm(previous, holder)) run.leaderSince = at;
     if (previous === undefined || !sameHolder(previous, holder)) {
       this.#emit('change', holder?.value ?? null, holder?.id ?? null, holder);
       for (const listener of this.changeListeners) listener(holder);
@@ -442,7 +442,9 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
     // A newer term already seen (our key was deleted and won by another meanwhile): the answer is stale.
     const newer = run.leader && run.leader.token > holder.token;
     const seenFree = missed && run.leader === null;
-    if (!newer) this.#setLeader(run, holder);
+    // One wall-clock reading: our term's start and leaderSince() are the same moment.
+    const startedAt = Date.now();
+    if (!newer) this.#setLeader(run, holder, startedAt);
     // Answered too late to lead on: decide again once this call is done, which gives the stale hold back.
     if (newer || this.clock.now() >= deadline) {
       run.dirty = true;
@@ -458,7 +460,7 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
       verifyPending: false,
       failures: 0,
       suspended: false,
-      startedAt: Date.now(),
+      startedAt,
     };
     this.#state = { kind: 'leading', run, term };
     this.#clearRetry(run);
