@@ -3,6 +3,7 @@ import { parseConnectionString } from './connection.js';
 import { Service, type LeaderFunction, type ServiceOptions } from './service.js';
 
 export { openStore, parseConnectionString, VipConnectionError, type Backend, type ParsedConnection } from './connection.js';
+export { leaderReport, parseListenAddress, serveHttp, VipHttpError, type Election, type HttpOptions, type HttpServer, type LeaderReport, type MetricsSource } from './http.js';
 export { Service, type LeaderContext, type LeaderFunction, type ServiceOptions } from './service.js';
 
 /** Makes services that share one store: `controller(options, fn)`. */

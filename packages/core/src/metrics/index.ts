@@ -102,7 +102,7 @@ export class VipMetrics {
     const where = 'VipMetrics';
     if (options === null || typeof options !== 'object') throw new VipOptionError(where, 'options', 'an object or omitted', options);
     for (const key of Object.keys(options)) {
-      if (!OPTION_KEYS.includes(key)) throw new VipOptionError(where, key, `not an option (valid: ${OPTION_KEYS.join(', ')})`, (options as Record<string, unknown>)[key]);
+      if (!OPTION_KEYS.includes(key)) throw new TypeError(`${where}: unknown option "${key}" (valid: ${OPTION_KEYS.join(', ')})`);
     }
     const { registry = defaultRegistry, prefix = 'vip_', buckets = STORE_CALL_BUCKETS, unreachableAfter } = options;
     if (registry === null || typeof registry !== 'object' || typeof (registry as Registry).registerMetric !== 'function') {
