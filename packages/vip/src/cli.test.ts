@@ -173,6 +173,49 @@ describe('vip run', () => {
   });
 });
 
+describe('vip run --http', () => {
+  it('serves /leader, /healthz and /metrics for its election while the command runs', async () => {
+    const run = vip(['run', '--store', 'memory://', '--path', '/job', '--id', 'me', '--http', '127.0.0.1:0', '--', ...node('console.log("ready"); setInterval(() => {}, 1000)')]);
+    await until(() => run.out().includes('ready'), 'the command to start');
+    const url = /serving \/metrics, \/healthz and \/leader on (http:\/\/\S+)/.exec(run.err())?.[1];
+    expect(url, run.err()).toBeDefined();
+    const leader = (await (await fetch(`${url}/leader`)).json()) as { path: string; leading: boolean; leader: { id: string; token: string } };
+    expect(leader).toMatchObject({ path: '/job', leading: true, leader: { id: 'me', token: '1' } });
+    const health = await fetch(`${url}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.text()).toMatch(/^ok: \/job: leading/);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metrics).toContain('vip_leader{path="/job",id="me"} 1');
+    run.child.kill('SIGTERM');
+    expect((await run.exited).code).toBe(143);
+  });
+
+  it('fails at start, before the command runs, on an address it cannot serve', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as { port: number };
+    const dir = mkdtempSync(join(tmpdir(), 'vip-cli-'));
+    const marker = join(dir, 'ran');
+    const command = node(`require("fs").writeFileSync(${JSON.stringify(marker)}, "yes")`);
+    try {
+      const cases: [string, number, RegExp][] = [
+        [`127.0.0.1:${port}`, 1, new RegExp(`^vip run: --http: cannot listen on 127.0.0.1:${port}: port ${port} on 127.0.0.1 is in use`)],
+        ['192.0.2.1:9464', 1, /^vip run: --http: cannot listen on 192.0.2.1:9464: 192.0.2.1 is not an address of this machine/],
+        ['9464', 2, /^vip run: --http must be HOST:PORT such as 127.0.0.1:9464.*\(a port alone is written :9464\)/],
+        ['localhost:99999', 2, /^vip run: --http must be HOST:PORT/],
+      ];
+      for (const [address, code, message] of cases) {
+        const run = vip(['run', '--store', 'memory://', '--path', '/job', '--http', address, '--', ...command]);
+        expect((await run.exited).code, address).toBe(code);
+        expect(run.err(), address).toMatch(message);
+      }
+      expect(existsSync(marker)).toBe(false);
+    } finally {
+      taken.close();
+    }
+  }, 30_000); // four CLI processes one after another: slow on a loaded machine, not a timing claim
+});
+
 describe('vip status', () => {
   it('gives up after --timeout when the store does not answer, naming the store (password hidden) and the cause', async () => {
     // A server that accepts connections and never answers: the store client waits (and retries) forever.
@@ -185,7 +228,7 @@ describe('vip status', () => {
         const run = vip(['status', '--store', `${scheme}://root:s3cret@127.0.0.1:${port}`.replace(scheme === 'consul' ? 'root:s3cret@' : '', ''), '--path', 'j', '--timeout', '1']);
         expect((await run.exited).code).toBe(1);
         const store = scheme === 'consul' ? `consul://127.0.0.1:${port}` : `etcd://root:***@127.0.0.1:${port}`;
-        expect(run.err()).toBe(`vip: status: could not read "j" from the store ${store}: no answer within 1 s (--timeout)\n`);
+        expect(run.err()).toBe(`vip status: could not read "j" from the store ${store}: no answer within 1 s (--timeout)\n`);
       }
     } finally {
       for (const socket of sockets) socket.destroy();

@@ -3,8 +3,9 @@
  * `consul lock` and `etcdctl lock`), and look at an election from a shell.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { Candidate, type Holder, type LockStore } from '@vip/core';
+import { Candidate, VipOptionError, type Holder, type LockStore } from '@vip/core';
 import { openStore, redactConnectionString } from './connection.js';
+import { parseListenAddress, serveHttp, VipHttpError, type HttpServer } from './http.js';
 import { Supervisor } from './supervisor.js';
 
 const STORE_HELP = `--store URL      the store: etcd://h:2379[,h:2379], etcds://..., consul://h:8500,
@@ -41,6 +42,10 @@ Usage: vip run --store URL --path P [options] -- COMMAND [ARGS...]
                    after SIGTERM before SIGKILL (default 10; 0: SIGKILL right after SIGTERM).
                    On loss of leadership the time between SIGTERM and SIGKILL is
                    min(--grace, ttl/5), and both come before the local deadline (see below)
+  --http HOST:PORT serve /metrics (Prometheus text; needs prom-client installed), /healthz
+                   (200 or 503 with a reason) and /leader (JSON) on HOST:PORT, e.g. 127.0.0.1:9464
+                   or :9464 for every interface. Started before COMMAND: an address that
+                   cannot be served stops vip at once (exit 1; exit 2 when malformed)
   --restart        start COMMAND again when it exits while this node still leads, after a
                    backoff (250 ms doubling to 10 s, with jitter; reset once COMMAND ran
                    10 s). Default: resign and exit with COMMAND's exit code, as consul lock does
@@ -118,6 +123,7 @@ const runOptions = {
   value: { type: 'string' },
   ttl: { type: 'string' },
   grace: { type: 'string' },
+  http: { type: 'string' },
   restart: { type: 'boolean', default: false },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -182,7 +188,7 @@ async function status(argv: string[]): Promise<number> {
   } catch (error) {
     const where = redactConnectionString(url);
     const why = error instanceof StoreTimeout ? `no answer within ${seconds} s (--timeout)` : (error as Error).message;
-    throw new Error(`status: could not read ${JSON.stringify(path)} from the store ${where}: ${why}`, { cause: error });
+    throw new Error(`could not read ${JSON.stringify(path)} from the store ${where}: ${why}`, { cause: error });
   } finally {
     clearTimeout(timer);
     controller.abort();
@@ -228,6 +234,7 @@ async function run(argv: string[]): Promise<number> {
   if (positionals.length === 0) throw new UsageError('a command to run is required after --, e.g. -- node job.js', 'run');
   const ttl = number('run', 'ttl', values.ttl, 10);
   const grace = number('run', 'grace', values.grace, 10, true);
+  if (values.http !== undefined) listenAddress(values.http);
   const store = await openStore(url, storeOptions());
   let candidate: Candidate;
   try {
@@ -239,7 +246,21 @@ async function run(argv: string[]): Promise<number> {
     });
   } catch (error) {
     await store.close();
-    throw new UsageError((error as Error).message, 'run');
+    // In the CLI's words: the flag, not the class and option behind it.
+    if (error instanceof VipOptionError && ['path', 'id', 'value', 'ttl'].includes(error.option)) {
+      throw new UsageError(`--${error.option} ${error.message.slice(error.message.indexOf('must be'))}`, 'run');
+    }
+    throw error;
+  }
+  let server: HttpServer | undefined;
+  if (values.http !== undefined) {
+    try {
+      server = await serve(candidate, values.http);
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+    process.stderr.write(`vip: serving /metrics, /healthz and /leader on ${server.url}\n`);
   }
   const supervisor = new Supervisor(candidate, {
     command: positionals[0]!,
@@ -251,7 +272,32 @@ async function run(argv: string[]): Promise<number> {
   try {
     return await supervisor.run();
   } finally {
+    await server?.close();
     await store.close();
+  }
+}
+
+/** Checks an --http address before anything starts; a malformed one is a usage error. */
+function listenAddress(text: string): void {
+  try {
+    parseListenAddress(text, 'vip run', '--http');
+  } catch (error) {
+    if (!(error instanceof VipOptionError)) throw error;
+    throw new UsageError(`--http ${error.message.slice(error.message.indexOf('must be'))}`, 'run');
+  }
+}
+
+/**
+ * The --http server. Without prom-client installed it still serves /healthz
+ * and /leader (what probes need), and says how to get /metrics.
+ */
+async function serve(candidate: Candidate, listen: string): Promise<HttpServer> {
+  try {
+    return await serveHttp(candidate, { listen, where: '--http' });
+  } catch (error) {
+    if (!(error instanceof VipHttpError) || error.code !== undefined || !/prom-client/.test(error.message)) throw error;
+    process.stderr.write('vip: --http: prom-client is not installed, so /metrics is not served (npm install prom-client); /healthz and /leader are\n');
+    return serveHttp(candidate, { listen, where: '--http', metrics: false });
   }
 }
 
@@ -287,7 +333,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`${prefix}: ${message}\nRun "${prefix} --help" for usage.`);
       return 2;
     }
-    console.error(`vip: ${message}`);
+    console.error(`${command === 'run' || command === 'status' || command === 'watch' ? `vip ${command}` : 'vip'}: ${message}`);
     return 1;
   }
 }
