@@ -16,7 +16,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type Consul from 'consul';
-import { explainTlsError, isTlsError, VipOptionError, type TlsHints } from '@vip/core/adapter';
+import { explainTlsError, isTlsError, VipOptionError, VipWrongServerError, type TlsHints } from '@vip/core/adapter';
 
 /** A KV entry as Consul's HTTP API returns it (`Value` already base64-decoded to UTF-8 by the client). */
 export interface KvEntry {
@@ -135,6 +135,7 @@ export function statusOf(error: unknown): number | undefined {
  * it, and it must be reported.
  */
 export function isTransient(error: unknown): boolean {
+  if (error instanceof VipWrongServerError) return false;
   const status = statusOf(error);
   if (status !== undefined) return status >= 500 || status === 429;
   return !isTlsError(error) && !isTlsError((error as { cause?: unknown } | undefined)?.cause);
@@ -186,6 +187,14 @@ export class ConsulHttp {
       throw withBody(error);
     });
     const header = response.headers['x-consul-index'];
+    // Every answer of a Consul agent to a KV read carries X-Consul-Index, a
+    // missing key's 404 included; etcd's HTTP gateway, a web server, do not.
+    if (header === undefined) {
+      const said = typeof entry === 'string' ? ` (${JSON.stringify(String(entry).trim().slice(0, 100))})` : '';
+      throw new VipWrongServerError(
+        `this does not look like a Consul agent: GET /v1/kv/<key> answered ${response.statusCode}${said} without the X-Consul-Index header every Consul agent sends; is the address (and port) that of an etcd server or another service? Consul's HTTP API listens on 8500 by default`,
+      );
+    }
     const index = Number(Array.isArray(header) ? header[0] : header);
     return { entry: entry ?? undefined, index: Number.isSafeInteger(index) ? index : 0 };
   }

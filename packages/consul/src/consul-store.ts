@@ -69,10 +69,12 @@ import { setMaxListeners } from 'node:events';
 import {
   checkClaim,
   checkHolder,
+  checkKnownKeys,
   checkNonEmptyString,
   checkObject,
   checkSeconds,
   checkSignal,
+  redactConnectionString,
   VipOptionError,
   type Claim,
   type Holder,
@@ -82,7 +84,7 @@ import {
 } from '@vip/core/adapter';
 import Consul from 'consul';
 import { MAX_VALUE_BYTES, encodeHolder } from './codec.js';
-import { consulClientOptions, refuseUnknownOptions, type ConsulConnectionOptions } from './connection.js';
+import { consulClientOptions, type ConsulConnectionOptions } from './connection.js';
 import { CLIENT_METHODS, ConsulHttp, missingClientMethods, type KvEntry, type TxnError, type TxnOp } from './consul-http.js';
 import { consulKey, consulKeyRule } from './keys.js';
 import { SessionPool, type Session } from './sessions.js';
@@ -157,7 +159,17 @@ const WHERE = 'ConsulStore';
 const MAX_TTL = 86400;
 /** Consul's longest lock delay (structs.MaxLockDelay): longer ones are cut to it. */
 const MAX_LOCK_DELAY = 60;
-const STORE_OPTIONS: readonly (keyof ConsulStoreOptions)[] = ['lockDelay', 'behavior', 'sessionName', 'watchWait', 'requestTimeout', 'minTtl'];
+/** Every key of `ConsulStoreOptions` (a record, so the compiler notices a key missing here); any other is refused. */
+const STORE_OPTIONS = Object.keys({
+  lockDelay: true,
+  behavior: true,
+  sessionName: true,
+  watchWait: true,
+  requestTimeout: true,
+  minTtl: true,
+} satisfies Record<keyof ConsulStoreOptions, true>);
+/** Keys of etcd's connection options (etcd3's `IOptions`, and etcdctl's "endpoints") that Consul's do not have: such an object was meant for etcd. */
+const ETCD_KEYS = ['hosts', 'endpoints', 'auth', 'credentials', 'grpcOptions', 'dialTimeout', 'faultHandling', 'defaultCallOptions'];
 
 export class ConsulStore implements LockStore {
   /**
@@ -187,6 +199,7 @@ export class ConsulStore implements LockStore {
    */
   constructor(connection: ConsulConnectionInput, options: ConsulStoreOptions = {}) {
     const settings = checkOptions(options);
+    refuseOtherStore(connection);
     this.limits = { minTtl: settings.minTtl, maxTtl: MAX_TTL, maxValueBytes: MAX_VALUE_BYTES };
     // Whether HTTPS requests present a client certificate, to explain a refused handshake (unknown for a client given to us).
     let clientCertificate: boolean | undefined;
@@ -248,12 +261,13 @@ export class ConsulStore implements LockStore {
     return null;
   }
 
-  watch(key: string, signal: AbortSignal): AsyncIterable<Holder | null> {
+  /** See `LockStore.watch`; `trouble` hears each failed blocking query the watch retries, and `null` once the agent answers again. */
+  watch(key: string, signal: AbortSignal, trouble?: import('@vip/core').WatchTrouble): AsyncIterable<Holder | null> {
     const where = `${WHERE}.watch`;
     const name = consulKey(where, key);
     checkSignal(where, 'signal', signal, true);
     this.#checkOpen();
-    return watchHolder({ http: this.#http, waitSeconds: this.#watchWait, closed: this.#closed.signal }, name, signal);
+    return watchHolder({ http: this.#http, waitSeconds: this.#watchWait, closed: this.#closed.signal }, name, signal, trouble);
   }
 
   /**
@@ -469,6 +483,46 @@ function abortReason(signal: AbortSignal): unknown {
  * package). An object with some of a client's parts but not all the methods
  * the store calls is refused, naming them, rather than read as connection options.
  */
+/**
+ * Refuses a connection meant for another store, saying which class (or
+ * `openStore()` / `vip()` of @vip/vip, which pick the store from the string)
+ * takes it, rather than as a malformed Consul address: an `etcd://`,
+ * `etcds://` or `memory://` string, a bare `host:port` list (etcd's form to
+ * vip), an array of members, an etcd3 options object (`hosts`, …) or an
+ * `Etcd3` client.
+ */
+function refuseOtherStore(connection: unknown): void {
+  const refuse = (message: string): never => {
+    const error = new VipOptionError(WHERE, 'connection', 'a Consul connection', connection);
+    error.message = `${WHERE}: ${message}`;
+    throw error;
+  };
+  const useEtcd = (shown: string): string => `use new EtcdStore(${shown}) from @vip/etcd, or openStore(${shown}) or vip(${shown}) from @vip/vip`;
+  if (typeof connection === 'string') {
+    const text = connection.trim();
+    const shown = JSON.stringify(redactConnectionString(text));
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text)?.[1]?.toLowerCase();
+    if (scheme === 'etcd' || scheme === 'etcds') refuse(`${shown} is an etcd address; ${useEtcd(shown)}`);
+    if (scheme === 'memory') {
+      refuse(`${shown} is an in-process memory store address; use new MemoryStore() from @vip/core, or openStore(${shown}) or vip(${shown}) from @vip/vip`);
+    }
+    if (scheme === undefined && /^[^\s/@]+:\d+(\s*,\s*[^\s/@]+:\d+)*$/.test(text)) {
+      refuse(`${shown} has no scheme, and a bare host:port list is an etcd address to vip; for Consul write "consul://${text.split(',')[0]!.trim()}" (one agent), for etcd ${useEtcd(shown)}`);
+    }
+    return;
+  }
+  if (Array.isArray(connection)) refuse(`got an array: a list of members is etcd's form; for etcd ${useEtcd('[...]')}; for Consul give one agent, e.g. "consul://127.0.0.1:8500"`);
+  if (connection === null || typeof connection !== 'object') return;
+  if ('leaseClient' in connection && 'kv' in connection) refuse('got an etcd3 client (Etcd3); use new EtcdStore(client) from @vip/etcd');
+  const etcdKey = ETCD_KEYS.find((key) => key in connection);
+  if (etcdKey !== undefined && !('host' in connection)) {
+    refuse(
+      `got an options object with "${etcdKey}": that is etcd's form; for etcd use new EtcdStore({ hosts: [...] }) from @vip/etcd; ` +
+        'for Consul give { host, port, secure, token, ca, cert, key } or a connection string like "consul://127.0.0.1:8500"',
+    );
+  }
+}
+
 function isConsulClient(value: unknown): value is Consul {
   if (value instanceof Consul) return true;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
@@ -485,7 +539,7 @@ function isConsulClient(value: unknown): value is Consul {
 
 function checkOptions(options: ConsulStoreOptions): Required<ConsulStoreOptions> {
   checkObject(WHERE, 'options', options, 'an object like { lockDelay: 0 }');
-  refuseUnknownOptions(WHERE, options, STORE_OPTIONS, 'store options (second argument)');
+  checkKnownKeys(WHERE, options, STORE_OPTIONS);
   const number = (name: keyof ConsulStoreOptions, value: unknown, fallback: number, min: number, max: number): number =>
     value === undefined ? fallback : checkSeconds(WHERE, name, value, { from: min, to: max });
   const lockDelay = (value: unknown): number => checkSeconds(WHERE, 'lockDelay', value, { from: 0, to: MAX_LOCK_DELAY }, "(Consul's cap), or 'ttl'");

@@ -27,7 +27,7 @@
  *   candidate reports it on `error` and watches again after its own backoff)
  *   instead of waiting in silence for an agent that does not answer.
  */
-import { sameHolder, type Holder } from '@vip/core';
+import { sameHolder, type Holder, type WatchTrouble } from '@vip/core';
 import { decodeHolder } from './codec.js';
 import { isTransient, type ConsulHttp, type KvEntry } from './consul-http.js';
 
@@ -48,17 +48,24 @@ export function holderOf(entry: KvEntry | undefined): Holder | null {
   return decodeHolder(entry.Value, BigInt(entry.CreateIndex));
 }
 
-export async function* watchHolder(context: WatchContext, key: string, signal: AbortSignal): AsyncGenerator<Holder | null, void, undefined> {
+export async function* watchHolder(context: WatchContext, key: string, signal: AbortSignal, trouble?: WatchTrouble): AsyncGenerator<Holder | null, void, undefined> {
   const { signal: stop, dispose } = eitherAborts(signal, context.closed);
+  const report = (error: Error | null): void => {
+    try {
+      trouble?.(error);
+    } catch {
+      // the caller's problem, not the watch's
+    }
+  };
   try {
-    yield* follow(context, key, stop);
+    yield* follow(context, key, stop, report);
   } finally {
     dispose();
   }
   if (context.closed.aborted && !signal.aborted) throw new Error('ConsulStore: the store was closed');
 }
 
-async function* follow(context: WatchContext, key: string, stop: AbortSignal): AsyncGenerator<Holder | null, void, undefined> {
+async function* follow(context: WatchContext, key: string, stop: AbortSignal, report: WatchTrouble): AsyncGenerator<Holder | null, void, undefined> {
   /** Index for the next blocking query; 0: read at once. */
   let waitIndex = 0;
   /** X-Consul-Index of the last answer, to see it go backwards. */
@@ -77,11 +84,13 @@ async function* follow(context: WatchContext, key: string, stop: AbortSignal): A
     } catch (error) {
       if (stop.aborted) break;
       if (last === undefined || !isTransient(error)) throw error;
+      report(error instanceof Error ? error : new Error(String(error)));
       await sleep(retryDelay(failures++), stop);
       waitIndex = 0;
       consistent = true;
       continue;
     }
+    if (failures > 0) report(null);
     failures = 0;
     const index = Math.max(answer.index, 1);
     if (index < lastIndex) {

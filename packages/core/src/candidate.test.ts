@@ -313,7 +313,7 @@ describe('Candidate: election', () => {
     const store: LockStore = {
       compareAndSwap: (...args) => inner.compareAndSwap(...args),
       refresh: (...args) => (refreshedAt.push(clock.now()), inner.refresh(...args)),
-      watch: (...args) => inner.watch(...args),
+      watch: (key, signal) => inner.watch(key, signal),
       close: () => inner.close(),
     };
     for (const [i, delay] of [0, 137, 420, 777].entries()) {
@@ -432,7 +432,7 @@ describe('Candidate: leading through refresh outcomes', () => {
     const store: LockStore = {
       compareAndSwap: (...args) => inner.compareAndSwap(...args),
       refresh: (...args) => answer() ?? inner.refresh(...args),
-      watch: (...args) => inner.watch(...args),
+      watch: (key, signal) => inner.watch(key, signal),
       close: () => inner.close(),
     };
     const candidate = new Candidate(store, { path: '/job', id: 'a', ttl: TTL, clock, random: () => 0.5 });
@@ -477,7 +477,7 @@ describe('Candidate: leading through refresh outcomes', () => {
     const store: LockStore = {
       compareAndSwap: (...args) => inner.compareAndSwap(...args),
       refresh: (...args) => (refreshes++, inner.refresh(...args)),
-      watch: (...args) => inner.watch(...args),
+      watch: (key, signal) => inner.watch(key, signal),
       close: () => inner.close(),
     };
     const candidate = new Candidate(store, { path: '/job', ttl: TTL, clock: early, random: () => 0.5 });

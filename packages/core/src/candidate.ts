@@ -3,6 +3,7 @@
  * file is its public face (queries, `whenSelected()`, `changes()`); the state
  * machine, its timers and the safety argument are in machine.ts.
  */
+import { checkKnownKeys } from './adapter/checks.js';
 import { describe, VipOptionError } from './errors.js';
 import type { CandidateEvents } from './events.js';
 import { Machine, type ChangeListener } from './machine.js';
@@ -33,6 +34,9 @@ export interface CandidateHealth {
   /** The last store failure's message while `unreachableFor` is set. */
   readonly lastError: string | null;
 }
+
+/** What `Candidate.health()` accepts; anything else is refused (`checkKnownKeys`). */
+const HEALTH_OPTION_KEYS = ['unreachableAfter'] as const;
 
 /** What a Candidate calls on its store; checked when it is created, not on first use. */
 const STORE_METHODS = ['compareAndSwap', 'refresh', 'watch', 'close'] as const;
@@ -158,6 +162,7 @@ export class Candidate extends Machine {
     if (options === null || typeof options !== 'object') {
       throw new VipOptionError('Candidate.health', 'options', 'an object like { unreachableAfter: 10 } or omitted', options);
     }
+    checkKnownKeys('Candidate.health', options, HEALTH_OPTION_KEYS);
     const { unreachableAfter = this.options.ttl } = options;
     if (typeof unreachableAfter !== 'number' || !Number.isFinite(unreachableAfter) || unreachableAfter < 0) {
       throw new VipOptionError('Candidate.health', 'unreachableAfter', 'a number of seconds >= 0', unreachableAfter);

@@ -11,6 +11,19 @@ export class VipOptionError extends TypeError {
   }
 }
 
+/**
+ * The server at the store's address answered, but not as the store's server
+ * would: an etcd client pointed at a Consul agent, a Consul client at etcd or
+ * a web server. No retry mends it; check the address (and its port).
+ */
+export class VipWrongServerError extends Error {
+  override readonly name = 'VipWrongServerError';
+  readonly code = 'VIP_WRONG_SERVER';
+  constructor(message: string, cause?: unknown) {
+    super(message, { cause });
+  }
+}
+
 /** Wraps an error of a store call, saying which operation on which key failed. */
 export class VipStoreError extends Error {
   override readonly name = 'VipStoreError';

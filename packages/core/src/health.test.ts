@@ -104,6 +104,26 @@ describe('Candidate.health()', () => {
     expect(follower!.candidate.health().unreachableFor).toBeNull();
   });
 
+
+  it('counts a follower whose adapter rides out an outage on its own (watch trouble) as unreachable, reports it on error, and clears it when the store answers', async () => {
+    const [leader, follower] = setup(2);
+    await leader!.candidate.start();
+    await leader!.clock.until(() => leader!.candidate.isSelected());
+    await follower!.candidate.start();
+    await follower!.clock.until(() => follower!.candidate.health().state === 'following');
+    const errors: Error[] = [];
+    follower!.candidate.on('error', (error) => errors.push(error));
+    follower!.store.disconnect('connect ECONNREFUSED 127.0.0.1:2379');
+    // The watch neither yields nor throws: only its trouble callback says anything.
+    expect(errors.map((e) => e.message)).toEqual(['watch on "/job" failed: connect ECONNREFUSED 127.0.0.1:2379']);
+    expect(follower!.candidate.health()).toMatchObject({ healthy: true, lastError: 'watch on "/job" failed: connect ECONNREFUSED 127.0.0.1:2379' });
+    expect(follower!.candidate.health().unreachableFor).toBe(0);
+    await follower!.clock.advance(TTL * 1000 + 1);
+    expect(follower!.candidate.health()).toMatchObject({ healthy: false, reason: expect.stringMatching(/^store unreachable for 3 s: watch on "\/job" failed: connect ECONNREFUSED/) });
+    follower!.store.heal();
+    expect(follower!.candidate.health()).toMatchObject({ healthy: true, unreachableFor: null, lastError: null });
+    expect(errors).toHaveLength(1);
+  });
   it('is unhealthy in the leading state past its deadline (an event loop blocked past it)', async () => {
     const { candidate, clock } = setup()[0]!;
     await candidate.start();

@@ -251,9 +251,19 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
   async #watchLoop(run: Run): Promise<void> {
     const signal = run.controller.signal;
     let failures = 0;
+    // What the adapter rides out on its own still counts: the watch is down
+    // (health(), `error`) until the store answers it again.
+    const trouble = (error: Error | null): void => {
+      const state = this.#state;
+      if (signal.aborted || state.kind === 'stopped' || state.run !== run) return;
+      if (error !== null) return this.#storeFailed(run, 'watch', 0, new VipStoreError('watch', this.options.path, error));
+      if (run.watchDownSince === undefined) return;
+      run.watchDownSince = undefined;
+      this.failingSince = undefined;
+    };
     while (!signal.aborted) {
       try {
-        for await (const holder of this.#store.watch(this.options.path, signal)) {
+        for await (const holder of this.#store.watch(this.options.path, signal, trouble)) {
           if (signal.aborted) break;
           failures = 0;
           this.#observe(run, holder);

@@ -8,6 +8,7 @@
  * separate process with its own ownership of holds (contract promise 4).
  */
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
+import { checkKnownKeys } from './adapter/checks.js';
 import { VipOptionError } from './errors.js';
 import type { Claim, Holder, LockStore, StoreLimits, SwapResult } from './store.js';
 
@@ -113,6 +114,10 @@ export interface MemoryStoreOptions {
   limits?: StoreLimits;
 }
 
+/** Every key of `MemoryStoreOptions` and of `StoreLimits` (records, so the compiler notices a key missing here). */
+const OPTION_KEYS: Record<keyof MemoryStoreOptions, true> = { backend: true, clock: true, limits: true };
+const LIMIT_KEYS: Record<keyof StoreLimits, true> = { minTtl: true, maxTtl: true, maxValueBytes: true };
+
 export class MemoryStore implements LockStore {
   readonly backend: MemoryBackend;
   readonly limits: StoreLimits | undefined;
@@ -120,6 +125,9 @@ export class MemoryStore implements LockStore {
   readonly #closers = new Set<() => void>();
 
   constructor(options: MemoryStoreOptions = {}) {
+    if (options === null || typeof options !== 'object') throw new VipOptionError('MemoryStore', 'options', 'an object like { backend } or omitted', options);
+    checkKnownKeys('MemoryStore', options, Object.keys(OPTION_KEYS));
+    if (options.limits !== undefined) checkKnownKeys('MemoryStore', options.limits, Object.keys(LIMIT_KEYS), 'limits.');
     this.backend = options.backend ?? new MemoryBackend({ clock: options.clock });
     this.limits = options.limits;
   }

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { systemClock, type Clock, type Random } from './clock.js';
+import { checkKnownKeys } from './adapter/checks.js';
 import { VipOptionError, describe } from './errors.js';
 import type { LockStore } from './store.js';
 
@@ -83,6 +84,29 @@ export interface ResolvedOptions {
 
 const WHERE = 'Candidate';
 
+/**
+ * Every key of `CandidateOptions` and of `BackoffOptions`, in the order the
+ * types document them: an unknown key is refused (`checkKnownKeys`). A record
+ * rather than a list so that the compiler notices a key added to the type but
+ * not here, or one left here after it was removed.
+ */
+const OPTION_KEYS: Record<keyof CandidateOptions, true> = {
+  path: true,
+  id: true,
+  value: true,
+  ttl: true,
+  refreshInterval: true,
+  safetyMargin: true,
+  requestTimeout: true,
+  backoff: true,
+  clock: true,
+  random: true,
+};
+const BACKOFF_KEYS: Record<keyof BackoffOptions, true> = { initial: true, max: true };
+
+/** The keys `new Candidate()` accepts, for wrappers that take candidate options plus their own (`vip()`'s service). */
+export const CANDIDATE_OPTION_KEYS: readonly (keyof CandidateOptions)[] = Object.freeze(Object.keys(OPTION_KEYS) as (keyof CandidateOptions)[]);
+
 function fail(option: string, expected: string, got: unknown): never {
   throw new VipOptionError(WHERE, option, expected, got);
 }
@@ -111,6 +135,7 @@ export function resolveOptions(store: LockStore, options: CandidateOptions): Res
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`${WHERE}: options must be an object like { path: '/my-job' } (got ${describe(options)})`);
   }
+  checkKnownKeys(WHERE, options, CANDIDATE_OPTION_KEYS);
   const { path, id, value } = options;
   if (typeof path !== 'string' || path.length === 0) fail('path', 'a non-empty string such as "/my-job"', path);
   const keyRule = typeof store.validateKey === 'function' ? store.validateKey(path) : undefined;
@@ -144,6 +169,7 @@ export function resolveOptions(store: LockStore, options: CandidateOptions): Res
 
   const backoff = options.backoff ?? {};
   if (backoff === null || typeof backoff !== 'object') fail('backoff', 'an object like { initial: 0.1, max: 5 }', backoff);
+  checkKnownKeys(WHERE, backoff, Object.keys(BACKOFF_KEYS), 'backoff.');
   const backoffInitial = seconds('backoff.initial', backoff.initial, 0.1);
   const backoffMax = seconds('backoff.max', backoff.max, Math.max(backoffInitial, Math.min(5, ttl / 3)));
   if (backoffMax < backoffInitial) fail('backoff.max', `at least backoff.initial = ${backoffInitial}`, backoffMax);

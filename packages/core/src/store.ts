@@ -66,6 +66,12 @@ export type SwapResult =
    */
   | { readonly ok: false; readonly holder: Holder | null };
 
+/**
+ * Told by a watch about trouble it retries on its own (see `LockStore.watch`):
+ * an `Error` per failed attempt, `null` when the store answers again.
+ */
+export type WatchTrouble = (error: Error | null) => void;
+
 /** Limits a store puts on what a candidate may ask of it, checked at creation. */
 export interface StoreLimits {
   /** Smallest TTL in seconds the server honours as asked (Consul: 10). */
@@ -145,8 +151,15 @@ export interface LockStore {
    * re-reads the key and yields the state if it moved, and it never yields a
    * holder older than one it already yielded. Ends (returns) when `signal`
    * aborts; throws only when the watch cannot go on at all (store closed).
+   *
+   * `trouble`, when given, hears what the watch is riding out meanwhile: an
+   * error each time a request of the watch fails and it will try again (the
+   * server refused the connection, did not answer in time, the stream broke),
+   * and `null` once the server answers it again. It is how a follower knows
+   * (and says, and `health()` reports) that the store is unreachable although
+   * no holder moves. Adapters should call it; never throw from it.
    */
-  watch(key: string, signal: AbortSignal): AsyncIterable<Holder | null>;
+  watch(key: string, signal: AbortSignal, trouble?: WatchTrouble): AsyncIterable<Holder | null>;
 
   /**
    * Release what the store holds open (connections, keepalives, timers).

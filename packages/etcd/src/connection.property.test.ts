@@ -43,8 +43,11 @@ describe('etcd connection strings, property-based', () => {
           expect(message).toMatch(/^EtcdStore: connection string "/);
           if (!input.includes('@')) expect(message).toContain(`connection string ${JSON.stringify(input)}`);
           expect(message).toContain('expected etcd://host:port');
-          // The constructor refuses it the same way, before any client exists.
-          expect(() => new EtcdStore(input)).toThrow(message);
+          // The constructor refuses it the same way, before any client exists, or,
+          // for another store's address, saying which store takes it.
+          expect(() => new EtcdStore(input)).toThrow(
+            expect.objectContaining({ message: expect.toSatisfy((got: string) => got.includes(message) || /^EtcdStore: ".*" is (a Consul|an in-process memory store) address; use new (ConsulStore|MemoryStore)\(/s.test(got)) }),
+          );
           return;
         }
         expect(parsed.hosts.length).toBeGreaterThan(0);

@@ -36,11 +36,14 @@ import { setMaxListeners } from 'node:events';
 import {
   checkClaim,
   checkHolder,
+  checkKnownKeys,
   checkNonEmptyString,
   checkObject,
   checkSeconds,
   checkSignal,
+  redactConnectionString,
   VipOptionError,
+  VipWrongServerError,
   type Claim,
   type Holder,
   type LockStore,
@@ -176,7 +179,8 @@ export class EtcdStore implements LockStore {
     return this.#run(signal, () => this.#refresh(key, held, leaseSeconds(ttl)));
   }
 
-  watch(key: string, signal: AbortSignal): AsyncIterable<Holder | null> {
+  /** See `LockStore.watch`; `trouble` hears each broken stream or failed read the watch retries, and `null` once etcd answers again. */
+  watch(key: string, signal: AbortSignal, trouble?: import('@vip/core').WatchTrouble): AsyncIterable<Holder | null> {
     const where = 'EtcdStore.watch';
     checkKey(where, key);
     checkSignal(where, 'signal', signal, true);
@@ -187,7 +191,7 @@ export class EtcdStore implements LockStore {
       closed: this.#closed.signal,
       watchers: this.#watchers,
     };
-    return explained(watchHolder(context, key, signal), (error) => this.#explain(error));
+    return explained(watchHolder(context, key, signal, trouble), (error) => this.#explain(error));
   }
 
   /**
@@ -429,6 +433,8 @@ export class EtcdStore implements LockStore {
    * our own finds out (see tls-probe.ts); any other error passes unchanged.
    */
   async #explain(error: unknown): Promise<unknown> {
+    const wrong = notEtcd(error);
+    if (wrong) return wrong;
     if (this.#tlsTargets.length === 0 || !isConnectionFailure(error) || !(error instanceof Error)) return error;
     if (!this.#probe || Date.now() - this.#probe.at > 5000) {
       const targets = this.#tlsTargets;
@@ -445,6 +451,19 @@ export class EtcdStore implements LockStore {
   }
 }
 
+/**
+ * gRPC's "Protocol error": the server answered our HTTP/2 with something else,
+ * an HTTP/1 server such as a Consul agent or a web server. etcd3 retries it
+ * as UNAVAILABLE forever; it is the address that is wrong.
+ */
+function notEtcd(error: unknown): VipWrongServerError | undefined {
+  if (!(error instanceof Error) || !/\bProtocol error\b/.test(error.message)) return undefined;
+  return new VipWrongServerError(
+    `this does not look like an etcd server: it does not speak gRPC over HTTP/2 (gRPC said "Protocol error"); is the address (and port) that of a Consul agent or another HTTP service? etcd's client port is 2379 by default`,
+    error,
+  );
+}
+
 /** `new EtcdStore(...)` as a function, for code that takes a store factory. */
 export function createEtcdStore(connection: EtcdConnectionInput, options?: EtcdStoreOptions): EtcdStore {
   return new EtcdStore(connection, options);
@@ -458,8 +477,24 @@ interface Settings {
   watchRetryMaxMs: number;
 }
 
+/** Every key of `EtcdStoreOptions` (a record, so the compiler notices a key missing here); any other is refused. */
+const OPTION_KEYS: Record<keyof EtcdStoreOptions, true> = { requestTimeout: true, watchRetryInitial: true, watchRetryMax: true };
+/** Every key of etcd3's `IOptions`, the options-object form of the connection. */
+const CONNECTION_KEYS: Record<keyof IOptions, true> = {
+  hosts: true,
+  auth: true,
+  credentials: true,
+  grpcOptions: true,
+  defaultCallOptions: true,
+  dialTimeout: true,
+  faultHandling: true,
+};
+/** Keys of `ConsulStore`'s connection options that etcd3's options do not have: such an object was meant for Consul. */
+const CONSUL_KEYS = ['host', 'port', 'secure', 'token'];
+
 function checkOptions(options: EtcdStoreOptions): Settings {
   checkObject('new EtcdStore', 'options', options);
+  checkKnownKeys('new EtcdStore', options, Object.keys(OPTION_KEYS), 'options.');
   const seconds = (name: keyof EtcdStoreOptions, fallback: number): number =>
     checkSeconds('new EtcdStore', `options.${name}`, options[name] ?? fallback, { greaterThan: 0 }) * 1000;
   const settings = {
@@ -507,12 +542,49 @@ function tlsTargets(options: IOptions): TlsTarget[] {
     .map((url) => ({ url, ca: credentials?.rootCertificate, cert: credentials?.certChain, key: credentials?.privateKey }));
 }
 
+/**
+ * Refuses a connection meant for another store, saying which class (or
+ * `openStore()` / `vip()` of @vip/vip, which pick the store from the string)
+ * takes it, rather than as a malformed etcd address: a `consul://`,
+ * `consuls://` or `memory://` string (alone or in a list of members), or an
+ * object with ConsulStore's `host`/`port`/`secure`/`token` and no `hosts`.
+ */
+function refuseOtherStore(connection: unknown): void {
+  const refuse = (message: string): never => {
+    const error = new VipOptionError('new EtcdStore', 'connection', 'an etcd connection', connection);
+    error.message = `EtcdStore: ${message}`;
+    throw error;
+  };
+  const strings = typeof connection === 'string' ? [connection] : Array.isArray(connection) ? connection.filter((entry) => typeof entry === 'string') : [];
+  for (const text of strings as string[]) {
+    const scheme = /^\s*([a-z][a-z0-9+.-]*):\/\//i.exec(text)?.[1]?.toLowerCase();
+    const shown = JSON.stringify(redactConnectionString(text.trim()));
+    if (scheme === 'consul' || scheme === 'consuls') {
+      refuse(`${shown} is a Consul address; use new ConsulStore(${shown}) from @vip/consul, or openStore(${shown}) or vip(${shown}) from @vip/vip`);
+    }
+    if (scheme === 'memory') {
+      refuse(`${shown} is an in-process memory store address; use new MemoryStore() from @vip/core, or openStore(${shown}) or vip(${shown}) from @vip/vip`);
+    }
+  }
+  if (connection !== null && typeof connection === 'object' && !Array.isArray(connection) && !('hosts' in connection)) {
+    const consulKey = CONSUL_KEYS.find((key) => key in connection);
+    if (consulKey !== undefined) {
+      refuse(
+        `got an options object with "${consulKey}" and no "hosts": that is ConsulStore's form ({ host, port, secure, token }); ` +
+          'for Consul use new ConsulStore({ ... }) from @vip/consul, for etcd give { hosts: ["http://127.0.0.1:2379"] } or a connection string like "etcd://127.0.0.1:2379"',
+      );
+    }
+  }
+}
+
 function clientOptions(connection: Exclude<EtcdConnectionInput, Etcd3>, settings: Settings): IOptions {
+  refuseOtherStore(connection);
   let given: IOptions;
   if (typeof connection === 'string') given = parseEtcdConnectionString(connection);
   else if (Array.isArray(connection)) given = { hosts: parseEtcdHosts(connection as readonly string[]) };
   else if (connection !== null && typeof connection === 'object') {
     given = connection as IOptions;
+    checkKnownKeys('new EtcdStore', given, Object.keys(CONNECTION_KEYS), 'connection.');
     const hosts = given.hosts;
     const ok = (typeof hosts === 'string' && hosts.trim() !== '') || (Array.isArray(hosts) && hosts.length > 0 && hosts.every((h) => typeof h === 'string' && h !== ''));
     if (!ok) throw new VipOptionError('new EtcdStore', 'connection.hosts', 'a host URL or a non-empty array of them, e.g. ["http://127.0.0.1:2379"]', hosts);

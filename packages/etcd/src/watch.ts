@@ -16,7 +16,7 @@
  * it moved. A watcher that etcd cancels (its start revision was compacted away
  * during a long outage) is replaced by a new one after a fresh read.
  */
-import type { Holder } from '@vip/core';
+import type { Holder, WatchTrouble } from '@vip/core';
 import { isRecoverableError, type Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import { decodeHolder } from './codec.js';
 
@@ -46,8 +46,20 @@ const RETRY_INITIAL_MS = 100;
 const RETRY_MAX_MS = 2000;
 const CANCEL_WAIT_MS = 1000;
 
-export async function* watchHolder(context: WatchContext, key: string, signal: AbortSignal): AsyncGenerator<Holder | null, void, undefined> {
+export async function* watchHolder(context: WatchContext, key: string, signal: AbortSignal, trouble?: WatchTrouble): AsyncGenerator<Holder | null, void, undefined> {
   const name = Buffer.from(key);
+  // Trouble we ride out (a broken stream etcd3 re-creates, a read we retry) is
+  // told as it happens, and its end once etcd answers a read again.
+  let troubled = false;
+  const report = (error: Error | null): void => {
+    if (error === null && !troubled) return;
+    troubled = error !== null;
+    try {
+      trouble?.(error);
+    } catch {
+      // the caller's problem, not the watch's
+    }
+  };
   const inbox: Item[] = [];
   let wake: (() => void) | undefined;
   const push = (item: Item): void => {
@@ -69,7 +81,7 @@ export async function* watchHolder(context: WatchContext, key: string, signal: A
     if (stop.signal.aborted) return;
     const first = await read(context, name);
     let { revision, holder: last } = first;
-    watcher = await openWatcher(context, name, first.revision + 1n, push, stop.signal);
+    watcher = await openWatcher(context, name, first.revision + 1n, push, stop.signal, report);
     if (watcher) yield last;
 
     /** Take a state if it is newer than what we said; true if it is a change worth yielding. */
@@ -97,9 +109,10 @@ export async function* watchHolder(context: WatchContext, key: string, signal: A
         forgetWatcher(context, watcher);
         watcher = undefined;
       }
-      const state = await readUntilAnswered(context, name, stop.signal);
+      const state = await readUntilAnswered(context, name, stop.signal, report);
       if (!state) break;
-      if (!watcher) watcher = await openWatcher(context, name, state.revision + 1n, push, stop.signal);
+      report(null);
+      if (!watcher) watcher = await openWatcher(context, name, state.revision + 1n, push, stop.signal, report);
       if (advance(state)) yield last;
     }
     if (context.closed.aborted && !signal.aborted) throw new Error('EtcdStore: the store was closed');
@@ -132,12 +145,13 @@ async function read(context: WatchContext, name: Buffer): Promise<State> {
  * Read until etcd answers, backing off, until `stop` aborts (then undefined).
  * Throws an error that retrying cannot fix (permission denied, bad auth).
  */
-async function readUntilAnswered(context: WatchContext, name: Buffer, stop: AbortSignal): Promise<State | undefined> {
+async function readUntilAnswered(context: WatchContext, name: Buffer, stop: AbortSignal, report: (error: Error) => void): Promise<State | undefined> {
   for (let attempt = 0; !stop.aborted; attempt++) {
     try {
       return await read(context, name);
     } catch (error) {
       if (!(error instanceof Error) || !isRecoverableError(error)) throw error;
+      report(error);
       await sleep(Math.min(RETRY_MAX_MS, RETRY_INITIAL_MS * 2 ** attempt), stop);
     }
   }
@@ -154,6 +168,7 @@ async function openWatcher(
   startRevision: bigint,
   push: (item: Item) => void,
   stop: AbortSignal,
+  report: (error: Error) => void,
 ): Promise<Watcher | undefined> {
   // `watcher()` rather than `create()`: create() keeps the watcher to itself
   // until etcd confirms it, so a watch stopped while etcd is down could not cancel it.
@@ -164,8 +179,10 @@ async function openWatcher(
   const ready = new Promise<void>((resolve, reject) => {
     const onPut = (kv: IKeyValue): void => push({ kind: 'state', state: { revision: BigInt(kv.mod_revision), holder: decodeHolder(kv) } });
     const onDelete = (kv: IKeyValue): void => push({ kind: 'state', state: { revision: BigInt(kv.mod_revision), holder: null } });
-    const onDisconnected = (): void => {
+    // etcd3 emits this for each failed attempt to re-create the stream.
+    const onDisconnected = (error: unknown): void => {
       disconnected = true;
+      if (created) report(error instanceof Error ? error : new Error(String(error)));
     };
     const onConnected = (): void => {
       if (!created) {

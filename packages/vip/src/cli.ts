@@ -3,9 +3,10 @@
  * `consul lock` and `etcdctl lock`), and look at an election from a shell.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { Candidate, VipOptionError, type Holder, type LockStore } from '@vip/core';
+import { Candidate, sameHolder, VipOptionError, type Holder, type LockStore } from '@vip/core';
 import { openStore, redactConnectionString } from './connection.js';
 import { parseListenAddress, serveHttp, VipHttpError, type HttpServer } from './http.js';
+import { isWrongServer, OutageReporter, plainCause } from './outage.js';
 import { Supervisor } from './supervisor.js';
 
 const STORE_HELP = `--store URL      the store: etcd://h:2379[,h:2379], etcds://..., consul://h:8500,
@@ -155,8 +156,14 @@ function show(holder: Holder | null, json: boolean): string {
 }
 
 /** Reads the first state of the key, then each change, until `signal` aborts. */
-async function follow(store: LockStore, path: string, signal: AbortSignal, onHolder: (holder: Holder | null) => boolean | void) {
-  for await (const holder of store.watch(path, signal)) {
+async function follow(
+  store: LockStore,
+  path: string,
+  signal: AbortSignal,
+  onHolder: (holder: Holder | null) => boolean | void,
+  trouble?: (error: Error | null) => void,
+) {
+  for await (const holder of store.watch(path, signal, trouble)) {
     if (onHolder(holder) === false) return;
   }
 }
@@ -173,21 +180,29 @@ async function status(argv: string[]): Promise<number> {
   let found: Holder | null = null;
   // A store's watch retries an unreachable server on its own; the last error it
   // reports (if it does) is the cause we give.
+  let trouble: Error | null = null;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new StoreTimeout()), seconds * 1000);
   });
   try {
     await Promise.race([
-      follow(store, path, controller.signal, (holder) => {
-        found = holder;
-        return false;
-      }),
+      follow(
+        store,
+        path,
+        controller.signal,
+        (holder) => {
+          found = holder;
+          return false;
+        },
+        (error) => (trouble = error),
+      ),
       late,
     ]);
   } catch (error) {
     const where = redactConnectionString(url);
-    const why = error instanceof StoreTimeout ? `no answer within ${seconds} s (--timeout)` : (error as Error).message;
+    const why =
+      error instanceof StoreTimeout ? `no answer within ${seconds} s (--timeout)${trouble ? `; last error: ${plainCause(trouble)}` : ''}` : plainCause(error);
     throw new Error(`could not read ${JSON.stringify(path)} from the store ${where}: ${why}`, { cause: error });
   } finally {
     clearTimeout(timer);
@@ -205,16 +220,41 @@ async function watch(argv: string[]): Promise<number> {
   const { store: url, path } = required('watch', values);
   const store = await openStore(url, storeOptions());
   const controller = new AbortController();
+  const { signal } = controller;
   const stop = (): void => controller.abort();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  const where = redactConnectionString(url);
+  // Data on stdout; what happens to the store on stderr, once per outage.
+  const outage = new OutageReporter({ store: where, log: (line) => process.stderr.write(`vip watch: ${line}\n`) });
+  let shown: Holder | null | undefined;
   try {
-    await follow(store, path, controller.signal, (holder) => {
-      console.log(values.json ? show(holder, true) : `${new Date().toISOString()}  ${show(holder, false)}`);
-    });
-  } catch (error) {
-    if (!controller.signal.aborted) throw error;
+    // A watch that cannot go on (the store unreachable before its first answer)
+    // is started again: vip watch follows until interrupted, as vip run does.
+    for (let attempt = 0; !signal.aborted; attempt++) {
+      try {
+        await follow(
+          store,
+          path,
+          signal,
+          (holder) => {
+            outage.answered();
+            attempt = 0;
+            if (shown !== undefined && sameHolder(shown, holder)) return; // the same state, read again after a restart
+            shown = holder;
+            console.log(values.json ? show(holder, true) : `${new Date().toISOString()}  ${show(holder, false)}`);
+          },
+          (error) => (error ? outage.failed(error) : outage.answered()),
+        );
+      } catch (error) {
+        if (signal.aborted) break;
+        if (isWrongServer(error)) throw new Error(`the store ${where}: ${plainCause(error)}`, { cause: error });
+        outage.failed(error);
+      }
+      await sleep(Math.min(5000, 250 * 2 ** Math.min(attempt, 5)), signal);
+    }
   } finally {
+    outage.close();
     await store.close();
   }
   return 0;
@@ -260,21 +300,63 @@ async function run(argv: string[]): Promise<number> {
       await store.close();
       throw error;
     }
-    process.stderr.write(`vip: serving /metrics, /healthz and /leader on ${server.url}\n`);
+    log(`serving /metrics, /healthz and /leader on ${server.url}`);
   }
+  const where = redactConnectionString(url);
+  // Store errors: one line when the store becomes unreachable, a summary while
+  // it stays so, one line when it answers again (outage.ts); the store's
+  // answers are seen through health(), which every answer, a watch's included, clears.
+  const outage = new OutageReporter({ store: where, log });
+  let wrongServer: ((code: number) => void) | undefined;
+  const wrong = new Promise<number>((resolve) => (wrongServer = resolve));
+  const onStoreError = (error: Error): void => {
+    if (!isWrongServer(error)) return outage.failed(error);
+    if (!wrongServer) return;
+    log(`the store ${where}: ${plainCause(error)}`);
+    wrongServer(1);
+    wrongServer = undefined;
+  };
+  const poll = setInterval(() => {
+    const health = candidate.health();
+    if (health.state !== 'starting' && health.state !== 'stopped' && health.unreachableFor === null) outage.answered();
+  }, 250);
+  poll.unref();
   const supervisor = new Supervisor(candidate, {
     command: positionals[0]!,
     args: positionals.slice(1),
     grace,
     restart: values.restart,
-    log: (line) => process.stderr.write(`vip: ${line}\n`),
+    log,
+    onStoreError,
   });
   try {
-    return await supervisor.run();
+    const code = await Promise.race([supervisor.run(), wrong]);
+    // A wrong server never granted leadership: there is no command to end.
+    if (wrongServer === undefined) await candidate.stop();
+    return code;
   } finally {
+    clearInterval(poll);
+    outage.close();
     await server?.close();
     await store.close();
   }
+}
+
+function log(line: string): void {
+  process.stderr.write(`vip run: ${line}\n`);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 /** Checks an --http address before anything starts; a malformed one is a usage error. */
@@ -296,7 +378,7 @@ async function serve(candidate: Candidate, listen: string): Promise<HttpServer> 
     return await serveHttp(candidate, { listen, where: '--http' });
   } catch (error) {
     if (!(error instanceof VipHttpError) || error.code !== undefined || !/prom-client/.test(error.message)) throw error;
-    process.stderr.write('vip: --http: prom-client is not installed, so /metrics is not served (npm install prom-client); /healthz and /leader are\n');
+    log('--http: prom-client is not installed, so /metrics is not served (npm install prom-client); /healthz and /leader are');
     return serveHttp(candidate, { listen, where: '--http', metrics: false });
   }
 }

@@ -177,7 +177,7 @@ describe('serveHttp', () => {
 
   it('rejects bad options and elections at the call, naming them', async () => {
     const [a] = candidates(1);
-    await expect(serveHttp(a!.candidate, { listen: '127.0.0.1:0', port: 1 } as never)).rejects.toThrow(/serveHttp: unknown option "port" \(valid: listen, metrics, unreachableAfter, where\)/);
+    await expect(serveHttp(a!.candidate, { listen: '127.0.0.1:0', port: 1 } as never)).rejects.toThrow(/serveHttp: unknown option "port" \(valid options: listen, metrics, unreachableAfter, where\)/);
     await expect(serveHttp(a!.candidate, null as never)).rejects.toThrow(/options/);
     await expect(serveHttp(a!.candidate, { listen: '127.0.0.1:0', metrics: {} as never })).rejects.toThrow(/option "metrics" must be a VipMetrics/);
     await expect(serveHttp(a!.candidate, { listen: '127.0.0.1:0', unreachableAfter: -2 })).rejects.toThrow(/unreachableAfter/);

@@ -10,6 +10,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { VipOptionError, type Candidate, type CandidateHealth, type Holder } from '@vip/core';
+import { checkKnownKeys } from '@vip/core/adapter';
 import type { Service } from './service.js';
 
 /** What the endpoints report on: a `Service` (from `vip()`) or a `Candidate`. */
@@ -133,7 +134,8 @@ function checkElections(where: string, elections: Election | readonly Election[]
   return list;
 }
 
-const OPTION_KEYS = ['listen', 'metrics', 'unreachableAfter', 'where'];
+/** Every key of `HttpOptions` (a record, so the compiler notices a key missing here); any other is refused. */
+const OPTION_KEYS = Object.keys({ listen: true, metrics: true, unreachableAfter: true, where: true } satisfies Record<keyof HttpOptions, true>);
 
 /** Load `@vip/core/metrics` (and so prom-client), or say what to install. */
 async function defaultMetrics(where: string): Promise<MetricsSource> {
@@ -170,9 +172,7 @@ async function defaultMetrics(where: string): Promise<MetricsSource> {
 export async function serveHttp(elections: Election | readonly Election[], options: HttpOptions): Promise<HttpServer> {
   const where = options?.where ?? 'serveHttp';
   if (options === null || typeof options !== 'object') throw new VipOptionError(where, 'options', 'an object like { listen: "127.0.0.1:9464" }', options);
-  for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.includes(key)) throw new TypeError(`${where}: unknown option "${key}" (valid: ${OPTION_KEYS.join(', ')})`);
-  }
+  checkKnownKeys(where, options, OPTION_KEYS);
   const list = checkElections(where, elections);
   const { host, port } = parseListenAddress(options.listen, where, 'listen');
   const { unreachableAfter } = options;

@@ -1,7 +1,14 @@
-import { MemoryBackend, MemoryStore } from '@vip/core';
+import { MemoryBackend, MemoryStore, VipOptionError, type LockStore } from '@vip/core';
 import { FakeClock, FaultyStore, settle } from '@vip/core/testing';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi, type MockInstance } from 'vitest';
+import { openStore } from './connection.js';
 import { vip, type LeaderContext, type Service } from './index.js';
+
+// openStore as it is, but observable: the tests of the shared store count the opens and spy on close().
+vi.mock('./connection.js', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('./connection.js')>();
+  return { ...actual, openStore: vi.fn(actual.openStore) };
+});
 
 const TTL = 3;
 const services: Service[] = [];
@@ -297,5 +304,194 @@ describe('bad input to vip()', () => {
     await settle();
     expect([a.isSelected(), b.isSelected()].filter(Boolean)).toHaveLength(1);
     expect(b.id()).toBe(a.id());
+  });
+});
+
+describe('unknown options', () => {
+  it('are refused where they are given, the service\'s own keys and the candidate\'s', () => {
+    const controller = vip(new MemoryStore());
+    let error: unknown;
+    try {
+      controller({ path: '/p', stopTimout: 1 } as never, () => {});
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(VipOptionError);
+    expect((error as VipOptionError).option).toBe('stopTimout');
+    expect((error as Error).message).toMatch(
+      /^vip: unknown option "stopTimout" \(did you mean "stopTimeout"\? valid options: path, id, value, ttl, .*, random, onError, resignHoldOff, stopTimeout\)$/,
+    );
+    expect(() => vip('memory://')({ path: '/p', tll: 3 } as never, () => {})).toThrow(/vip: unknown option "tll" \(did you mean "ttl"\?/);
+    // The service's own options are not passed on to the candidate, which would refuse them.
+    expect(() => controller({ path: '/p', onError: 'stop', resignHoldOff: 1, stopTimeout: 2 }, () => {})).not.toThrow();
+  });
+});
+
+describe('whenSelected()', () => {
+  it("waits, from before start() on a connection string, for the term, and resolves with the signal fn gets", async () => {
+    let context: LeaderContext | undefined;
+    const service = vip('memory://when-selected-1')({ path: '/p' }, (c) => {
+      context = c;
+    });
+    services.push(service);
+    const selected = service.whenSelected();
+    expect(service.candidate).toBeUndefined(); // nothing to delegate to yet
+    await service.start();
+    const signal = await selected;
+    expect(signal).toBe(context!.signal);
+    expect(service.isSelected()).toBe(true);
+    // At once while leading, the same signal.
+    expect(await service.whenSelected()).toBe(signal);
+    await service.stop();
+    expect(signal.aborted).toBe(true);
+  });
+
+  it('rejects when the service is stopped before it was selected, and when its signal aborts', async () => {
+    const controller = vip('memory://when-selected-2');
+    const a = controller({ path: '/p', id: 'a' }, () => {});
+    const b = controller({ path: '/p', id: 'b' }, () => {});
+    services.push(a, b);
+    await a.start();
+    await a.whenSelected();
+    await b.start();
+    await settle();
+    const stopped = b.whenSelected();
+    const reasons = new AbortController();
+    const aborted = b.whenSelected(reasons.signal);
+    reasons.abort(new Error('gave up'));
+    await expect(aborted).rejects.toThrow('gave up');
+    await expect(b.whenSelected(AbortSignal.abort(new Error('already')))).rejects.toThrow('already');
+    await b.stop();
+    await expect(stopped).rejects.toThrow('vip: the service on "/p" was stopped before it was selected');
+    expect(() => b.whenSelected('soon' as never)).toThrow(/Service\.whenSelected: signal must be an AbortSignal or undefined \(got string "soon"\)/);
+  });
+
+  it('a stop() of a service that was not started leaves it waiting for the next start', async () => {
+    const service = vip(new MemoryStore())({ path: '/p' }, () => {});
+    services.push(service);
+    const selected = service.whenSelected();
+    await service.stop();
+    await service.start();
+    await expect(selected).resolves.toBeInstanceOf(AbortSignal);
+  });
+});
+
+describe('vip(string): one store for all the services of a controller', () => {
+  const opens = vi.mocked(openStore);
+  afterEach(async () => {
+    const actual = await vi.importActual<typeof import('./connection.js')>('./connection.js');
+    opens.mockImplementation(actual.openStore);
+    opens.mockClear();
+  });
+
+  /** Record every store the controller opens, with a spy on its close(); `gate` holds opens back until it resolves. */
+  async function recordOpens(gate?: Promise<void>): Promise<{ store: LockStore; close: MockInstance }[]> {
+    const actual = await vi.importActual<typeof import('./connection.js')>('./connection.js');
+    const opened: { store: LockStore; close: MockInstance }[] = [];
+    opens.mockClear();
+    opens.mockImplementation(async (...args) => {
+      await gate;
+      const store = await actual.openStore(...args);
+      opened.push({ store, close: vi.spyOn(store, 'close') });
+      return store;
+    });
+    return opened;
+  }
+
+  it('two services compete on one path through one store, and exactly one leads', async () => {
+    const opened = await recordOpens();
+    const controller = vip('memory://shared-store-1');
+    const a = controller({ path: '/p', id: 'a' }, () => {});
+    const b = controller({ path: '/p', id: 'b' }, () => {});
+    services.push(a, b);
+    await Promise.all([a.start(), b.start()]);
+    await settle();
+    expect(opened).toHaveLength(1);
+    expect([a.isSelected(), b.isSelected()].filter(Boolean)).toHaveLength(1);
+    expect(b.id()).toBe(a.id());
+  });
+
+  it('closes the store after the last of its services has stopped, and opens another on the next start', async () => {
+    const opened = await recordOpens();
+    const controller = vip('memory://shared-store-2');
+    const a = controller({ path: '/a' }, () => {});
+    const b = controller({ path: '/b' }, () => {});
+    services.push(a, b);
+    await a.start();
+    await b.start();
+    await a.stop();
+    expect(opened[0]!.close).not.toHaveBeenCalled(); // b still uses it
+    await a.start(); // takes the open store again
+    expect(opened).toHaveLength(1);
+    await a.stop();
+    await b.stop();
+    expect(opened[0]!.close).toHaveBeenCalledTimes(1);
+    await b.start();
+    expect(opened).toHaveLength(2);
+    expect(opened[1]!.store).not.toBe(opened[0]!.store);
+    await b.whenSelected();
+    await b.stop();
+    expect(opened[1]!.close).toHaveBeenCalledTimes(1);
+  });
+
+  it('starts while the store is opening wait for that same open; a stop during the open closes it once', async () => {
+    let letOpen!: () => void;
+    const opened = await recordOpens(new Promise<void>((resolve) => (letOpen = resolve)));
+    const controller = vip('memory://shared-store-3');
+    const a = controller({ path: '/a' }, () => {});
+    const b = controller({ path: '/b' }, () => {});
+    services.push(a, b);
+    const starts = [a.start(), b.start()];
+    const stopping = a.stop();
+    await settle();
+    expect(opens).toHaveBeenCalledTimes(1);
+    letOpen();
+    await Promise.all([...starts, stopping]);
+    expect(opened).toHaveLength(1);
+    expect(a.candidate).toBeUndefined();
+    expect(b.candidate).toBeDefined();
+    expect(opened[0]!.close).not.toHaveBeenCalled();
+    await b.stop();
+    expect(opened[0]!.close).toHaveBeenCalledTimes(1);
+  });
+
+  it('a failed open fails the starts waiting for it, and the next start opens again', async () => {
+    const opened = await recordOpens();
+    const recording = opens.getMockImplementation()!;
+    opens.mockImplementationOnce(async () => {
+      await settle();
+      throw new Error('no route to host');
+    });
+    const controller = vip('memory://shared-store-4');
+    const a = controller({ path: '/a' }, () => {});
+    const b = controller({ path: '/b' }, () => {});
+    services.push(a, b);
+    const results = await Promise.allSettled([a.start(), b.start()]);
+    expect(results.map((result) => result.status)).toEqual(['rejected', 'rejected']);
+    expect(opens).toHaveBeenCalledTimes(1);
+    opens.mockImplementation(recording);
+    await a.start();
+    await b.start();
+    expect(opens).toHaveBeenCalledTimes(2);
+    expect(opened).toHaveLength(1);
+    await a.stop();
+    await b.stop();
+    expect(opened[0]!.close).toHaveBeenCalledTimes(1);
+  });
+
+  it('each vip(string) is a controller of its own, with its own store; a LockStore passed in is never closed', async () => {
+    const opened = await recordOpens();
+    const a = vip('memory://shared-store-5')({ path: '/a' }, () => {});
+    const b = vip('memory://shared-store-5')({ path: '/b' }, () => {});
+    services.push(a, b);
+    await a.start();
+    await b.start();
+    expect(opened).toHaveLength(2);
+    const store = new MemoryStore();
+    const close = vi.spyOn(store, 'close');
+    const c = vip(store)({ path: '/c' }, () => {});
+    await c.start();
+    await c.stop();
+    expect(close).not.toHaveBeenCalled();
   });
 });

@@ -7,7 +7,7 @@
  * so the next leader never starts while this one is still winding down.
  */
 import { EventEmitter } from 'node:events';
-import { describeValue, emitIsolated } from '@vip/core/adapter';
+import { CANDIDATE_OPTION_KEYS, checkKnownKeys, describeValue, emitIsolated } from '@vip/core/adapter';
 import {
   Candidate,
   systemClock,
@@ -56,15 +56,84 @@ export interface ServiceOptions extends CandidateOptions {
 }
 
 const ON_ERROR = ['resign', 'stop', 'continue'] as const;
+/** The keys `ServiceOptions` adds to the candidate's (a record, so the compiler notices one missing here). */
+const OWN_OPTION_KEYS: Record<Exclude<keyof ServiceOptions, keyof CandidateOptions>, true> = { onError: true, resignHoldOff: true, stopTimeout: true };
+/** Every key a service accepts; any other is refused (`checkKnownKeys`). */
+const OPTION_KEYS: readonly string[] = [...CANDIDATE_OPTION_KEYS, ...Object.keys(OWN_OPTION_KEYS)];
+
+/**
+ * The store of a controller made from a connection string, shared by its
+ * services: opened (with `openStore`) when the first of them starts, closed
+ * once the last of them has stopped, opened again by the next start. A start
+ * while it is opening waits for that same open; an open that fails fails
+ * every start waiting for it, and the next start tries again. A service made
+ * with `new Service(string, …)` has one of its own, so it opens its store on
+ * start() and closes it on stop(). Internal: not exported by the package.
+ */
+export class StoreShare {
+  /** The connection string, validated by the caller. */
+  readonly address: string;
+  readonly #open: (address: string) => Promise<LockStore>;
+  /** The open in progress or done, while the store is in use (or being opened for a start). */
+  #opening: Promise<LockStore> | undefined;
+  /** Services holding the store, and starts waiting for it. */
+  #users = 0;
+
+  constructor(address: string, open: (address: string) => Promise<LockStore> = openStore) {
+    this.address = address;
+    this.#open = open;
+  }
+
+  /** The store, opening it if no service holds it. Pair each success with one `release()`. */
+  async acquire(): Promise<LockStore> {
+    // Counted at once, so that a release while this waits cannot close the store it is about to get.
+    this.#users++;
+    const opening = (this.#opening ??= this.#open(this.address));
+    try {
+      return await opening;
+    } catch (error) {
+      this.#users--;
+      // Forget the failed open so that the next start tries again (unless one already has).
+      if (this.#opening === opening) this.#opening = undefined;
+      throw error;
+    }
+  }
+
+  /** One holder is done with the store; the last one closes it (and the next acquire opens another). */
+  async release(): Promise<void> {
+    this.#users--;
+    const opening = this.#opening;
+    if (this.#users > 0 || opening === undefined) return;
+    this.#opening = undefined;
+    await (await opening).close();
+  }
+}
+
+/** A `Service` on a controller's shared store (what `vip(string)` makes); `Service`'s public constructor takes no share. */
+export function serviceOnShare(share: StoreShare, options: ServiceOptions, fn: LeaderFunction): Service {
+  return new Service(share as unknown as string, options, fn);
+}
+
+/** A pending `whenSelected()`: told of the next term (with its signal), or that the service stopped first. */
+interface SelectWaiter {
+  selected(signal: AbortSignal): void;
+  stopped(): void;
+}
 
 /** One election plus the function it guards. Events are the candidate's. */
 export class Service extends EventEmitter<CandidateEvents> {
   readonly options: ServiceOptions;
+  /** `options` without the service's own keys: what the candidate gets. */
+  readonly #candidateOptions: CandidateOptions;
   readonly #fn: LeaderFunction;
-  readonly #storeSource: LockStore | string;
+  /** Where a candidate's store comes from for a connection string (the controller's, or this service's own); else undefined. */
+  readonly #share: StoreShare | undefined;
   #candidate: Candidate | undefined;
-  #store: LockStore | undefined;
-  #ownsStore = false;
+  /** Whether this service holds the share's store (acquired on start(), released on stop()). */
+  #holdsShare = false;
+  /** Whether start() was called since the last stop(): a stop() then ends pending whenSelected() calls. */
+  #started = false;
+  readonly #selectWaiters = new Set<SelectWaiter>();
   #term: { controller: AbortController; token: bigint; settled: Promise<void> } | undefined;
   /** Every term's `fn` that has not settled yet, the current one included. */
   readonly #unsettled = new Set<Promise<void>>();
@@ -78,6 +147,7 @@ export class Service extends EventEmitter<CandidateEvents> {
     if (options === null || typeof options !== 'object') {
       throw new TypeError(`vip: options must be an object like { path: '/my-job' } (got ${describeValue(options)})`);
     }
+    checkKnownKeys('vip', options, OPTION_KEYS);
     const { onError = 'resign', resignHoldOff, stopTimeout = 10 } = options;
     if (!ON_ERROR.includes(onError)) throw new VipOptionError('vip', 'onError', `one of ${ON_ERROR.join(', ')}`, onError);
     if (resignHoldOff !== undefined && !(typeof resignHoldOff === 'number' && Number.isFinite(resignHoldOff) && resignHoldOff >= 0)) {
@@ -87,14 +157,16 @@ export class Service extends EventEmitter<CandidateEvents> {
       throw new VipOptionError('vip', 'stopTimeout', 'a number of seconds > 0', stopTimeout);
     }
     this.options = options;
+    this.#candidateOptions = Object.fromEntries(Object.entries(options).filter(([key]) => !(key in OWN_OPTION_KEYS))) as unknown as CandidateOptions;
     this.#clock = options.clock ?? systemClock;
     this.#fn = fn;
-    this.#storeSource = store;
-    if (typeof store === 'string') {
+    const share: unknown = store;
+    if (typeof store === 'string' || share instanceof StoreShare) {
       // Validate the string and every option now, where they were given; the
       // adapter is loaded on start() and checks its own limits (Consul's TTL) then.
-      parseConnectionString(store);
-      new Candidate(PROBE_STORE, options);
+      this.#share = share instanceof StoreShare ? share : new StoreShare(store as string);
+      parseConnectionString(this.#share.address);
+      new Candidate(PROBE_STORE, this.#candidateOptions);
     } else {
       this.#candidate = this.#makeCandidate(store);
     }
@@ -121,13 +193,65 @@ export class Service extends EventEmitter<CandidateEvents> {
     return this.#candidate?.value() ?? null;
   }
 
+  /**
+   * Resolves, with the term's signal (the one `fn` gets), when this node is
+   * selected (at once if it leads now). Rejects when `signal` aborts, or when
+   * the service is stopped before it was selected. Like
+   * `Candidate.whenSelected()`, it may be called before `start()` (with a
+   * connection string the service has no candidate until then) and waits for
+   * the run that start() begins; called after a stop(), it waits for the next
+   * start(). A stop() of a service that was not started ends no wait. The signal
+   * aborts when the term ends (deselect, stop(): before the key is released)
+   * and, like `fn`'s, a little before the local deadline when the store has
+   * not confirmed the hold.
+   */
+  whenSelected(signal?: AbortSignal): Promise<AbortSignal> {
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new TypeError(`Service.whenSelected: signal must be an AbortSignal or undefined (got ${describeValue(signal)})`);
+    }
+    const term = this.#term;
+    if (term && this.isSelected()) return Promise.resolve(term.controller.signal);
+    return new Promise<AbortSignal>((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const settle = (): void => {
+        this.#selectWaiters.delete(waiter);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const onAbort = (): void => {
+        settle();
+        reject(signal!.reason);
+      };
+      const waiter: SelectWaiter = {
+        selected: (termSignal) => {
+          settle();
+          resolve(termSignal);
+        },
+        stopped: () => {
+          settle();
+          reject(new Error(`vip: the service on "${this.options.path}" was stopped before it was selected`));
+        },
+      };
+      this.#selectWaiters.add(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
   async start(): Promise<void> {
     if (this.#stopping) await this.#stopping;
+    this.#started = true;
     this.#starting ??= (async () => {
       if (!this.#candidate) {
-        this.#store = await openStore(this.#storeSource as string);
-        this.#ownsStore = true;
-        this.#candidate = this.#makeCandidate(this.#store);
+        const share = this.#share!;
+        const store = await share.acquire();
+        this.#holdsShare = true;
+        try {
+          this.#candidate = this.#makeCandidate(store);
+        } catch (error) {
+          // The adapter's own limits (Consul's minimum TTL) refused the options: give the store back.
+          this.#holdsShare = false;
+          await share.release();
+          throw error;
+        }
       }
       await this.#candidate.start();
     })().finally(() => {
@@ -142,11 +266,15 @@ export class Service extends EventEmitter<CandidateEvents> {
       if (this.#starting) await this.#starting.catch(() => {});
       await this.#endTerm();
       await this.#candidate?.stop();
-      if (this.#ownsStore && this.#store) {
-        await this.#store.close();
+      if (this.#started) {
+        this.#started = false;
+        for (const waiter of [...this.#selectWaiters]) waiter.stopped();
+      }
+      if (this.#holdsShare) {
+        // The controller's other services may still use the store: the last one to stop closes it.
         this.#candidate = undefined;
-        this.#store = undefined;
-        this.#ownsStore = false;
+        this.#holdsShare = false;
+        await this.#share!.release();
       }
     })().finally(() => {
       this.#stopping = undefined;
@@ -155,7 +283,7 @@ export class Service extends EventEmitter<CandidateEvents> {
   }
 
   #makeCandidate(store: LockStore): Candidate {
-    const candidate = new Candidate(store, this.options);
+    const candidate = new Candidate(store, this.#candidateOptions);
     for (const event of ['change', 'refresh', 'ping', 'error'] as const) {
       candidate.on(event, (...args: unknown[]) => this.#forward(event, args));
     }
@@ -201,6 +329,7 @@ export class Service extends EventEmitter<CandidateEvents> {
     this.#unsettled.add(settled);
     void settled.finally(() => this.#unsettled.delete(settled));
     this.#term = { controller, token, settled };
+    for (const waiter of [...this.#selectWaiters]) waiter.selected(controller.signal);
   }
 
   #failed(candidate: Candidate, error: unknown): void {

@@ -43,6 +43,16 @@ async function advanceUntil(clock: FakeClock, condition: () => boolean, what: st
   }
 }
 
+/** The log's lines from the one matching `from` to the one matching `to`, without store errors. */
+function lines(log: { line: string; at: number }[], from: RegExp, to: RegExp): string[] {
+  const own = log.filter((entry) => !entry.line.startsWith('store error: '));
+  const start = own.findIndex((entry) => from.test(entry.line));
+  const end = own.findIndex((entry, i) => i >= start && to.test(entry.line));
+  expect(start, `a line matching ${from}`).toBeGreaterThanOrEqual(0);
+  expect(end, `a line matching ${to} after it`).toBeGreaterThanOrEqual(0);
+  return own.slice(start, end + 1).map((entry) => entry.line);
+}
+
 function setup(options: { restart?: boolean; script: string }) {
   const dir = mkdtempSync(join(tmpdir(), 'vip-supervisor-'));
   const clock = new FakeClock();
@@ -100,9 +110,21 @@ describe('Supervisor: the child of `vip run`', () => {
       expect(term).toBeLessThan(kill);
       expect(kill).toBeLessThan(deadline);
       await until(() => !alive(grandchild), `the grandchild (pid ${grandchild}) to die with its group`);
+      // Its exit is seen (in real time) before the clock moves on to the deadline.
+      await until(() => t.logged(/^sh exited/) !== undefined, 'the exit of the child');
 
       await advanceUntil(t.clock, () => t.deselects.length > 0, 'deselect');
       expect(t.deselects).toEqual([{ reason: 'expired', at: deadline }]);
+      // The log tells it in the order it happened: the deselect at the deadline
+      // does not claim to be stopping a child that is gone already.
+      expect(lines(t.log, /^the store has not confirmed/, /^no longer leading/)).toEqual([
+        'the store has not confirmed leadership; 2500 ms to the local deadline: stopping sh',
+        'sending SIGTERM to sh; SIGKILL in 2 s',
+        'sh still running; sending SIGKILL',
+        'sh exited (signal SIGKILL) after SIGKILL',
+        'no longer leading (expired); sh had already exited',
+      ]);
+      expect(t.logged(/^no longer leading/)!.at).toBe(deadline);
 
       t.store.heal();
       await advanceUntil(t.clock, () => t.read('log').some((line) => line.startsWith('start ') && !line.startsWith('start 1 ')), 'the next term');
@@ -119,9 +141,85 @@ describe('Supervisor: the child of `vip run`', () => {
       await advanceUntil(t.clock, () => t.result() !== undefined, 'run() to finish');
       await stopped;
       await until(() => !alive(second), `the second grandchild (pid ${second}) to die on stop`);
+      // The last line says how the child ended, before run() resolves.
+      expect(lines(t.log, /^SIGTERM: stopping/, /resigning$/)).toEqual([
+        'SIGTERM: stopping',
+        'sending SIGTERM to sh; SIGKILL in 10 s',
+        'sh still running; sending SIGKILL',
+        'sh exited (signal SIGKILL) after SIGKILL; resigning',
+      ]);
+      expect(t.log.at(-1)!.line).toBe('sh exited (signal SIGKILL) after SIGKILL; resigning');
     },
     60_000,
   );
+
+  it('on SIGTERM to vip, says how the child exited before it resigns', async () => {
+    const t = setup({ script: `trap 'exit 0' TERM; echo start >> "$1/log"; while :; do sleep 0.02; done` });
+    await advanceUntil(t.clock, () => t.read('log').includes('start'), 'the child');
+    await t.supervisor.stop();
+    await advanceUntil(t.clock, () => t.result() !== undefined, 'run() to finish');
+    expect(t.result()).toBe(0);
+    expect(t.log.map((entry) => entry.line)).toEqual([
+      'no leader',
+      'leading /job (token 1); starting sh',
+      'SIGTERM: stopping',
+      'sending SIGTERM to sh; SIGKILL in 10 s',
+      'sh exited (code 0) after SIGTERM; resigning',
+    ]);
+  }, 30_000);
+
+  it('a leadership that ends while the child is still stopping says so, and does not stop it twice', async () => {
+    // The child logs SIGTERM and goes on: only the SIGKILL ends it.
+    const t = setup({ script: `trap 'echo TERM >> "$1/log"' TERM; echo start >> "$1/log"; while :; do sleep 0.02; done` });
+    await advanceUntil(t.clock, () => t.read('log').includes('start'), 'the child');
+    t.store.partition();
+    await advanceUntil(t.clock, () => t.logged(/^sending SIGTERM/) !== undefined, 'SIGTERM');
+    await until(() => t.read('log').includes('TERM'), 'the child to see SIGTERM');
+    // The store confirms the hold after the warning after all: the candidate resigns
+    // (early-warning.ts), while the child has not yet exited.
+    t.store.heal();
+    await advanceUntil(t.clock, () => t.deselects.length > 0, 'deselect');
+    expect(t.deselects.map((d) => d.reason)).toEqual(['resigned']);
+    await advanceUntil(t.clock, () => t.logged(/^sh exited/) !== undefined, 'the exit of the child');
+    expect(lines(t.log, /^the store has not confirmed/, /^sh exited/)).toEqual([
+      'the store has not confirmed leadership; 2500 ms to the local deadline: stopping sh',
+      'sending SIGTERM to sh; SIGKILL in 2 s',
+      expect.stringMatching(/^no longer leading \(resigned\); sh is already stopping \(SIGTERM sent \d+ ms ago\)$/),
+      // It campaigns again at once (holdOff 0) and wins: the new child waits for the old one.
+      'no leader',
+      'leading /job (token 2); starting sh, once the previous sh has exited',
+      'sh still running; sending SIGKILL',
+      'sh exited (signal SIGKILL) after SIGKILL',
+    ]);
+    await advanceUntil(t.clock, () => t.read('log').filter((line) => line === 'start').length === 2, 'the next child');
+    expect(t.log.filter((entry) => entry.line.startsWith('sending SIG'))).toHaveLength(1);
+    // It ignores SIGTERM too: stopping takes the SIGKILL after --grace.
+    const stopped = t.supervisor.stop();
+    await advanceUntil(t.clock, () => t.result() !== undefined, 'run() to finish');
+    await stopped;
+  }, 30_000);
+
+  it('a follower logs the leader with its token, so that a new term of the same leader shows', async () => {
+    const clock = new FakeClock();
+    const backend = new MemoryBackend({ clock });
+    const other = new Candidate(new MemoryStore({ backend }), { path: '/job', id: 'b', ttl: TTL, clock });
+    // Ours watches, but its campaigns fail: it stays a follower.
+    const store = new FaultyStore(new MemoryStore({ backend }), { clock }).failAll(['compareAndSwap']);
+    const candidate = new Candidate(store, { path: '/job', id: 'a', ttl: TTL, clock });
+    const log: string[] = [];
+    const supervisor = new Supervisor(candidate, { command: 'true', args: [], grace: 10, restart: false, log: (line) => log.push(line), clock });
+    await other.start();
+    const running = supervisor.run();
+    cleanup.push(() => void other.stop());
+    const leaders = (): string[] => log.filter((line) => !line.startsWith('store error: '));
+    await advanceUntil(clock, () => leaders().includes('leader is b (token 1)'), 'the first term of b');
+    await other.resign({ holdOff: 0 });
+    await advanceUntil(clock, () => leaders().some((line) => line.startsWith('leader is b (token ') && line !== 'leader is b (token 1)'), 'the next term of b');
+    expect(leaders()).toEqual(['leader is b (token 1)', 'no leader', expect.stringMatching(/^leader is b \(token [2-9]\d*\)$/)]);
+    await supervisor.stop();
+    await running;
+    await other.stop();
+  }, 30_000);
 
   it('--restart backs off exponentially, and starts over once the command ran for a while', async () => {
     // Exits at once with 3, except once: while the file "long" exists it runs until "release" appears.

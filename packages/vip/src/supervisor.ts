@@ -33,6 +33,8 @@ export interface SupervisorOptions {
   lossGrace?: number;
   restart: boolean;
   log: (line: string) => void;
+  /** Where the candidate's `error` events go (the CLI's outage reporter); default one `log` line each. */
+  onStoreError?: (error: Error) => void;
   /** Extra environment for the child (tests). */
   env?: NodeJS.ProcessEnv;
   /** The candidate's clock (tests); default the system clock. */
@@ -67,6 +69,9 @@ function exitCodeOf(code: number | null, signal: NodeJS.Signals | null): number 
 
 type Exit = { code: number | null; signal: NodeJS.Signals | null };
 
+/** How a child ended, for the log: `code 0`, `signal SIGKILL`. */
+const exitText = ({ code, signal }: Exit): string => (code !== null ? `code ${code}` : `signal ${signal ?? 'unknown'}`);
+
 /** One started child: its group, its watchdog and how it is being ended. */
 interface Running {
   readonly child: ChildProcess;
@@ -75,6 +80,9 @@ interface Running {
   readonly exited: Promise<Exit>;
   /** Set once we end it, so its exit is not taken as its own. */
   ending: boolean;
+  /** The last signal we sent it (SIGTERM, then maybe SIGKILL), and when, for the log. */
+  sent: NodeJS.Signals | undefined;
+  sentAt: number | undefined;
   killAt: number | undefined;
   killTimer: TimerHandle | undefined;
 }
@@ -107,7 +115,9 @@ export class Supervisor {
     const candidate = this.#candidate;
     const { command } = this.#options;
     candidate.on('select', (_value, _id, holder) => {
-      this.#options.log(`leading ${candidate.path()} (token ${holder.token}); starting ${command}`);
+      // A new term may begin while the last term's child is still being stopped: #start waits for it.
+      const waiting = this.#running !== undefined ? `, once the previous ${command} has exited` : '';
+      this.#options.log(`leading ${candidate.path()} (token ${holder.token}); starting ${command}${waiting}`);
       this.#restarts = 0;
       void this.#start(holder.token);
     });
@@ -124,16 +134,30 @@ export class Supervisor {
       },
     });
     candidate.on('deselect', (reason) => {
+      const restartPending = this.#restartTimer !== undefined;
       this.#clearRestart();
       if (reason === 'stopped') return; // shutdown() already ended the child
-      this.#options.log(`no longer leading (${reason}); stopping ${command}`);
+      // Say what is true now: the early warning (or a resignation after it) may
+      // have stopped the child already, or begun to.
+      const running = this.#running;
+      if (running === undefined) {
+        this.#options.log(`no longer leading (${reason}); ${command} had already exited${restartPending ? '; not restarting it' : ''}`);
+        return;
+      }
+      if (running.ending) {
+        const ago = Math.round(this.#clock.now() - (running.sentAt ?? this.#clock.now()));
+        this.#options.log(`no longer leading (${reason}); ${command} is already stopping (${running.sent ?? 'SIGTERM'} sent ${ago} ms ago)`);
+      } else {
+        this.#options.log(`no longer leading (${reason}); stopping ${command}`);
+      }
       // At the deadline the child must be gone: SIGKILL now if the warning's did not do it.
       void this.#end(reason === 'expired' ? 0 : lossGraceMs);
     });
-    candidate.on('change', (_value, leaderId) => {
-      if (leaderId !== candidate.localid()) this.#options.log(leaderId ? `leader is ${leaderId}` : 'no leader');
+    candidate.on('change', (_value, leaderId, holder) => {
+      // With the token: the same leader in a new term is visibly a new term.
+      if (leaderId !== candidate.localid()) this.#options.log(leaderId ? `leader is ${leaderId}${holder ? ` (token ${holder.token})` : ''}` : 'no leader');
     });
-    candidate.on('error', (error) => this.#options.log(`store error: ${error.message}`));
+    candidate.on('error', (error) => (this.#options.onStoreError ? this.#options.onStoreError(error) : this.#options.log(`store error: ${error.message}`)));
     const onSignal = (signal: NodeJS.Signals): void => void this.#shutdown(signal);
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
@@ -187,25 +211,40 @@ export class Supervisor {
         resolve({ code: 127, signal: null });
       });
     });
-    const running: Running = { child, token, startedAt: this.#clock.now(), exited, ending: false, killAt: undefined, killTimer: undefined };
+    const running: Running = {
+      child,
+      token,
+      startedAt: this.#clock.now(),
+      exited,
+      ending: false,
+      sent: undefined,
+      sentAt: undefined,
+      killAt: undefined,
+      killTimer: undefined,
+    };
     this.#running = running;
     const { code, signal } = await exited;
     if (running.killTimer !== undefined) this.#clock.clearTimeout(running.killTimer);
     this.#running = undefined;
-    if (running.ending || this.#finishing) return;
+    // Ended by shutdown(): it says so itself, then resigns.
+    if (this.#finishing) return;
+    if (running.ending) {
+      this.#options.log(`${command} exited (${exitText({ code, signal })}) after ${running.sent ?? 'SIGTERM'}`);
+      return;
+    }
     const exitCode = exitCodeOf(code, signal);
     if (this.#options.restart && this.#candidate.token() === token) {
       if (this.#clock.now() - running.startedAt >= RESTART_RESET_MS) this.#restarts = 0;
       const ceiling = Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** this.#restarts++);
       const delay = Math.round(ceiling * (0.5 + (this.#options.random ?? Math.random)() / 2));
-      this.#options.log(`${command} exited (${signal ?? code}); restarting it in ${delay} ms (--restart)`);
+      this.#options.log(`${command} exited (${exitText({ code, signal })}); restarting it in ${delay} ms (--restart)`);
       this.#restartTimer = this.#clock.setTimeout(() => {
         this.#restartTimer = undefined;
         void this.#start(token);
       }, delay);
       return;
     }
-    this.#options.log(`${command} exited (${signal ?? code}); resigning`);
+    this.#options.log(`${command} exited (${exitText({ code, signal })}); resigning`);
     this.#finishing = true;
     await this.#candidate.stop();
     this.#finish(exitCode);
@@ -250,6 +289,8 @@ export class Supervisor {
     if (!running) return undefined;
     if (!running.ending) {
       running.ending = true;
+      running.sent = signal;
+      running.sentAt = this.#clock.now();
       this.#options.log(`sending ${signal} to ${this.#options.command}; SIGKILL in ${Math.round(graceMs) / 1000} s`);
       this.#signalGroup(running.child, signal);
     }
@@ -261,6 +302,8 @@ export class Supervisor {
         running.killTimer = undefined;
         if (this.#running !== running) return;
         this.#options.log(`${this.#options.command} still running; sending SIGKILL`);
+        running.sent = 'SIGKILL';
+        running.sentAt = this.#clock.now();
         this.#signalGroup(running.child, 'SIGKILL');
       }, graceMs);
     }
@@ -277,7 +320,11 @@ export class Supervisor {
     this.#finishing = true;
     this.#clearRestart();
     this.#options.log(`${signal}: stopping`);
+    const running = this.#running;
     const result = await this.#end(this.#options.grace * 1000, signal);
+    // The last line before vip exits says how the child ended (or that none ran).
+    if (result) this.#options.log(`${this.#options.command} exited (${exitText(result)}) after ${running?.sent ?? signal}; resigning`);
+    else this.#options.log(`${this.#options.command} not running; resigning`);
     await this.#candidate.stop();
     this.#finish(result ? exitCodeOf(result.code, result.signal) : exitCodeOf(null, signal));
   }

@@ -22,6 +22,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { Counter, Gauge, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
 import type { Candidate } from '../candidate.js';
 import { STORE_CALL_CHANNEL, type StoreCallMessage } from '../diagnostics.js';
+import { checkKnownKeys } from '../adapter/checks.js';
 import { describe, VipOptionError } from '../errors.js';
 import type { DeselectReason } from '../events.js';
 
@@ -54,7 +55,8 @@ export interface VipMetricsOptions {
 /** Default buckets for store-call durations, in seconds: 1 ms to 10 s. */
 export const STORE_CALL_BUCKETS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-const OPTION_KEYS = ['registry', 'prefix', 'buckets', 'unreachableAfter'];
+/** Every key of `VipMetricsOptions` (a record, so the compiler notices a key missing here); any other is refused. */
+const OPTION_KEYS = Object.keys({ registry: true, prefix: true, buckets: true, unreachableAfter: true } satisfies Record<keyof VipMetricsOptions, true>);
 const EVENTS = ['select', 'deselect', 'suspend', 'resume'] as const;
 type TransitionKind = (typeof EVENTS)[number];
 
@@ -101,9 +103,7 @@ export class VipMetrics {
   constructor(options: VipMetricsOptions = {}) {
     const where = 'VipMetrics';
     if (options === null || typeof options !== 'object') throw new VipOptionError(where, 'options', 'an object or omitted', options);
-    for (const key of Object.keys(options)) {
-      if (!OPTION_KEYS.includes(key)) throw new TypeError(`${where}: unknown option "${key}" (valid: ${OPTION_KEYS.join(', ')})`);
-    }
+    checkKnownKeys(where, options, OPTION_KEYS);
     const { registry = defaultRegistry, prefix = 'vip_', buckets = STORE_CALL_BUCKETS, unreachableAfter } = options;
     if (registry === null || typeof registry !== 'object' || typeof (registry as Registry).registerMetric !== 'function') {
       throw new VipOptionError(where, 'registry', "a prom-client Registry (new Registry() from 'prom-client')", registry);

@@ -1,5 +1,5 @@
 import { systemClock, type Clock } from '../clock.js';
-import type { Claim, Holder, LockStore, StoreLimits, SwapResult } from '../store.js';
+import type { Claim, Holder, LockStore, StoreLimits, SwapResult, WatchTrouble } from '../store.js';
 
 export type StoreOperation = 'compareAndSwap' | 'refresh' | 'watch';
 
@@ -11,6 +11,9 @@ export type StoreOperation = 'compareAndSwap' | 'refresh' | 'watch';
  * - `partition()`: calls hang and watches stop delivering until `heal()`;
  *   a hung call then reaches the store late, unless its signal was aborted,
  *   like a request stuck in a stalled TCP connection.
+ * - `disconnect()`: a partition the adapter notices, as it does when the
+ *   server refuses connections: watches also report the error to their
+ *   `trouble` callback, and `null` on `heal()`.
  */
 export class FaultyStore implements LockStore {
   readonly inner: LockStore;
@@ -21,6 +24,9 @@ export class FaultyStore implements LockStore {
   #lostAnswers = new Set<StoreOperation>();
   #gate: Promise<void> | undefined;
   #openGate: (() => void) | undefined;
+  /** The `trouble` callbacks of open watches, and the error they were last told (if any). */
+  readonly #troubled = new Map<WatchTrouble, Error | undefined>();
+  #disconnected: Error | undefined;
   /** Calls seen per operation, for assertions. */
   readonly calls: Record<StoreOperation, number> = { compareAndSwap: 0, refresh: 0, watch: 0 };
 
@@ -70,6 +76,19 @@ export class FaultyStore implements LockStore {
     return this;
   }
 
+  /** A partition that open (and new) watches report to their `trouble` callback until `heal()`. */
+  disconnect(message = 'injected fault: connection refused'): this {
+    this.partition();
+    this.#disconnected = new Error(message);
+    for (const trouble of this.#troubled.keys()) this.#tell(trouble, this.#disconnected);
+    return this;
+  }
+
+  #tell(trouble: WatchTrouble, error: Error | null): void {
+    this.#troubled.set(trouble, error ?? undefined);
+    trouble(error);
+  }
+
   isPartitioned(): boolean {
     return this.#gate !== undefined;
   }
@@ -82,6 +101,8 @@ export class FaultyStore implements LockStore {
     this.#openGate?.();
     this.#gate = undefined;
     this.#openGate = undefined;
+    this.#disconnected = undefined;
+    for (const [trouble, told] of this.#troubled) if (told) this.#tell(trouble, null);
     return this;
   }
 
@@ -95,15 +116,23 @@ export class FaultyStore implements LockStore {
     return this.#answer('refresh', this.inner.refresh(key, held, ttl, signal), signal);
   }
 
-  async *watch(key: string, signal: AbortSignal): AsyncIterable<Holder | null> {
-    await this.#before('watch', signal);
-    for await (const holder of this.inner.watch(key, signal)) {
-      // A partition holds events back; they arrive (latest state included) on heal.
-      while (this.#gate && !signal.aborted) await this.#wait(this.#gate, signal);
-      if (signal.aborted) return;
-      const failure = this.#takeFailure('watch');
-      if (failure) throw failure;
-      yield holder;
+  async *watch(key: string, signal: AbortSignal, trouble?: WatchTrouble): AsyncIterable<Holder | null> {
+    if (trouble) {
+      this.#troubled.set(trouble, undefined);
+      if (this.#disconnected) this.#tell(trouble, this.#disconnected);
+    }
+    try {
+      await this.#before('watch', signal);
+      for await (const holder of this.inner.watch(key, signal)) {
+        // A partition holds events back; they arrive (latest state included) on heal.
+        while (this.#gate && !signal.aborted) await this.#wait(this.#gate, signal);
+        if (signal.aborted) return;
+        const failure = this.#takeFailure('watch');
+        if (failure) throw failure;
+        yield holder;
+      }
+    } finally {
+      if (trouble) this.#troubled.delete(trouble);
     }
   }
 
