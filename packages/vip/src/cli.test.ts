@@ -148,9 +148,15 @@ describe('vip run', () => {
       [['status', '--store', 'nope://x', '--path', '/j'], /unknown scheme "nope:\/\/"/],
       [['run', '--store', 'memory://', '--path', '', '--', 'true'], /--path is required/],
       [['bogus'], /unknown command "bogus"/],
-      [['run', '--store', 'memory://', '--path', '/j', 'extra', '--', 'true'], /unexpected argument "extra" before --; the command goes after --/],
-      [['run', '--store', 'memory://', '--path', '/j', 'true'], /unexpected argument "true" before --/],
-      [['run', '--store', 'memory://', '--path', '/j', '--json', '--', 'true'], /Unknown option '--json'/],
+      [['run', '--store', 'memory://', '--path', '/j', 'extra', '--', 'true'], /unexpected argument "extra" before --/],
+      [['run', '--store', 'memory://', '--path', '/j', 'true'], /the command goes after --, e\.g\. vip run --store memory:\/\/ --path \/j -- true/],
+      [['run', '--store', 'memory://', '--path', '/j', 'sh', '-c', 'echo hi'], /the command goes after --, e\.g\. vip run --store memory:\/\/ --path \/j -- sh -c 'echo hi'\n/],
+      [['run', '--store', 'memory://', '--path', '/j', '--json', '--', 'true'], /unknown option --json; options of vip run: --store, --path/],
+      [['run', '--store', 'memory://', '--path', '/j', '--tll', '3', '--', 'true'], /^vip run: unknown option --tll \(did you mean --ttl\?\)\nRun "vip run --help" for usage\.\n$/],
+      [['run', '--store', 'memory://', '--path', '/j', '--ttl', '-1', '--', 'true'], /--ttl must be a number of seconds greater than 0 \(got "-1"\)/],
+      [['run', '--store', 'memory://', '--path', '/j', '--id', '', '--', 'true'], /^vip run: --id must be /],
+      [['stauts'], /unknown command "stauts" \(did you mean status\?\)/],
+      [[], /vip: a command is required: run, status or watch/],
       [['run', '--store', 'memory://', '--path', '/j', '--grace=-1', '--', 'true'], /--grace must be a number of seconds >= 0 \(got "-1"\)/],
       [['status', '--store', 'memory://', '--path', '/j', '--timeout', '0'], /--timeout must be a number of seconds greater than 0/],
       [['status', '--store', 'etcds://root:s3cret@h:99999', '--path', '/j'], /"etcds:\/\/root:\*\*\*@h:99999" has port 99999 out of range/],
@@ -161,7 +167,7 @@ describe('vip run', () => {
       expect(run.err()).toMatch(message);
       expect(run.err()).not.toContain('s3cret');
     }
-  }, 60_000); // twelve CLI processes, one after another: slow on a loaded machine, not a timing claim
+  }, 90_000); // eighteen CLI processes, one after another: slow on a loaded machine, not a timing claim
 
   it('explains every command with --help', async () => {
     for (const command of ['run', 'status', 'watch']) {

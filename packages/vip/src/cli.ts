@@ -2,10 +2,10 @@
  * The `vip` command: run a command only while this node leads (like
  * `consul lock` and `etcdctl lock`), and look at an election from a shell.
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { Candidate, sameHolder, VipOptionError, type Holder, type LockStore } from '@vip/core';
 import { openStore, redactConnectionString } from './connection.js';
 import { parseListenAddress, serveHttp, VipHttpError, type HttpServer } from './http.js';
+import { CliUsageError as UsageError, didYouMean, parseCommandLine, type OptionsSpec } from './cli-args.js';
 import { isWrongServer, OutageReporter, plainCause } from './outage.js';
 import { Supervisor } from './supervisor.js';
 
@@ -86,47 +86,41 @@ Usage: vip watch --store URL --path P [--json]
 
   ${STORE_HELP}
   --path P         the election key (required)
-  --json           one JSON object per line
+  --json           one JSON object per line: {"leader": {"id", "value", "token"} | null,
+                   "seen": when this watch saw the change (ISO 8601)}
   -h, --help       this help
 
-Prints the current leader, then one line per change, until SIGINT or SIGTERM.
+Prints the current leader, then one line per change (a new term has a new token), until
+SIGINT or SIGTERM. The time on each line is when vip watch saw the change: the stores keep
+no start time of a term. When the store is unreachable, a line on stderr says so (and one
+when it is back); vip watch keeps trying until interrupted.
 
 Example:
   vip watch --store etcd://127.0.0.1:2379 --path /jobs/report`,
 };
 
-class UsageError extends Error {
-  constructor(
-    message: string,
-    readonly command: string,
-  ) {
-    super(message);
-  }
-}
-
+// -h/--help is every command's (cli-args.ts).
 const common = {
-  store: { type: 'string' },
-  path: { type: 'string' },
-  json: { type: 'boolean', default: false },
-  help: { type: 'boolean', short: 'h', default: false },
-} as const satisfies ParseArgsConfig['options'];
+  store: { type: 'string', value: 'URL', example: 'etcd://127.0.0.1:2379' },
+  path: { type: 'string', value: 'P', example: '/jobs/report' },
+  json: { type: 'boolean' },
+} as const satisfies OptionsSpec;
 
 const statusOptions = {
   ...common,
-  timeout: { type: 'string' },
-} as const satisfies ParseArgsConfig['options'];
+  timeout: { type: 'string', value: 'SECONDS', example: '5' },
+} as const satisfies OptionsSpec;
 
 const runOptions = {
   store: common.store,
   path: common.path,
-  help: common.help,
-  id: { type: 'string' },
-  value: { type: 'string' },
-  ttl: { type: 'string' },
-  grace: { type: 'string' },
-  http: { type: 'string' },
-  restart: { type: 'boolean', default: false },
-} as const satisfies ParseArgsConfig['options'];
+  id: { type: 'string', value: 'ID', example: 'node-1' },
+  value: { type: 'string', value: 'V', example: 'http://10.0.0.7:8080' },
+  ttl: { type: 'string', value: 'SECONDS', example: '10' },
+  grace: { type: 'string', value: 'SECONDS', example: '10' },
+  http: { type: 'string', value: 'HOST:PORT', example: '127.0.0.1:9464' },
+  restart: { type: 'boolean' },
+} as const satisfies OptionsSpec;
 
 function number(command: string, flag: string, text: string | undefined, fallback: number, zero = false): number {
   if (text === undefined) return fallback;
@@ -148,9 +142,11 @@ function required(command: string, values: { store?: string | undefined; path?: 
   return { store, path: values.path };
 }
 
-function show(holder: Holder | null, json: boolean): string {
+/** `seen`: when this process saw the term (vip watch); the stores keep no start time of a term. */
+function show(holder: Holder | null, json: boolean, seen?: Date): string {
   if (json) {
-    return JSON.stringify({ leader: holder && { id: holder.id, value: holder.value, token: holder.token.toString() } });
+    const leader = holder && { id: holder.id, value: holder.value, token: holder.token.toString() };
+    return JSON.stringify(seen ? { leader, seen: seen.toISOString() } : { leader });
   }
   return holder ? `leader: ${holder.id} (token ${holder.token}, value ${JSON.stringify(holder.value)})` : 'no leader';
 }
@@ -171,7 +167,7 @@ async function follow(
 class StoreTimeout extends Error {}
 
 async function status(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: statusOptions, strict: true });
+  const { values } = parseCommandLine('status', argv, statusOptions);
   if (values.help) return help('status');
   const { store: url, path } = required('status', values);
   const seconds = number('status', 'timeout', values.timeout, 5);
@@ -215,7 +211,7 @@ async function status(argv: string[]): Promise<number> {
 }
 
 async function watch(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: common, strict: true });
+  const { values } = parseCommandLine('watch', argv, common);
   if (values.help) return help('watch');
   const { store: url, path } = required('watch', values);
   const store = await openStore(url, storeOptions());
@@ -242,7 +238,8 @@ async function watch(argv: string[]): Promise<number> {
             attempt = 0;
             if (shown !== undefined && sameHolder(shown, holder)) return; // the same state, read again after a restart
             shown = holder;
-            console.log(values.json ? show(holder, true) : `${new Date().toISOString()}  ${show(holder, false)}`);
+            const now = new Date();
+            console.log(values.json ? show(holder, true, now) : `${now.toISOString()}  ${show(holder, false)}`);
           },
           (error) => (error ? outage.failed(error) : outage.answered()),
         );
@@ -261,17 +258,11 @@ async function watch(argv: string[]): Promise<number> {
 }
 
 async function run(argv: string[]): Promise<number> {
-  const { values, positionals, tokens } = parseArgs({ args: argv, options: runOptions, strict: true, allowPositionals: true, tokens: true });
+  // The command is everything after "--", and only that (cli-args.ts): a stray
+  // word before it (a typo, a flag's value without its flag) is never run.
+  const { values, command: positionals } = parseCommandLine('run', argv, runOptions, { command: true });
   if (values.help) return help('run');
   const { store: url, path } = required('run', values);
-  // The command is everything after "--", and only that: a stray word before it
-  // (a typo, a flag's value without its flag) must not be run as the command.
-  const terminator = tokens.find((token) => token.kind === 'option-terminator');
-  const stray = tokens.find((token) => token.kind === 'positional' && (terminator === undefined || token.index < terminator.index));
-  if (stray?.kind === 'positional') {
-    throw new UsageError(`unexpected argument ${JSON.stringify(stray.value)} before --; the command goes after --, e.g. -- node job.js`, 'run');
-  }
-  if (positionals.length === 0) throw new UsageError('a command to run is required after --, e.g. -- node job.js', 'run');
   const ttl = number('run', 'ttl', values.ttl, 10);
   const grace = number('run', 'grace', values.grace, 10, true);
   if (values.http !== undefined) listenAddress(values.http);
@@ -399,15 +390,20 @@ export async function main(argv: string[]): Promise<number> {
       case 'watch':
         return await watch(rest);
       case undefined:
+        // A script that forgot its command must not carry on as if vip had done something.
+        console.error(`${HELP.main}\n`);
+        throw new UsageError('a command is required: run, status or watch', 'main');
       case '-h':
       case '--help':
       case 'help':
         return help(rest[0] ?? 'main');
-      default:
-        throw new UsageError(`unknown command ${JSON.stringify(command)}; expected run, status or watch`, 'main');
+      default: {
+        const guess = didYouMean(command, ['run', 'status', 'watch']);
+        throw new UsageError(`unknown command ${JSON.stringify(command)}${guess ? ` (did you mean ${guess}?)` : '; expected run, status or watch'}`, 'main');
+      }
     }
   } catch (error) {
-    const usage = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    const usage = error instanceof UsageError;
     const message = (error as Error).message.replace(/^vip: /, '');
     if (usage || (error as { name?: string }).name === 'VipConnectionError') {
       const where = error instanceof UsageError ? error.command : (command ?? 'main');
