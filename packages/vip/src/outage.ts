@@ -109,10 +109,14 @@ export class OutageReporter {
     if (this.#downSince !== undefined) return;
     this.#downSince = Date.now();
     const { store, log, flag } = this.#options;
+    // A server that answers "no" is reachable: it is the credentials or certificates that are wrong.
+    const refused = /^(authentication refused|permission denied|TLS handshake failed)/.test(cause);
     log(
-      this.#reached
-        ? `store ${store} unreachable: ${cause}; still trying`
-        : `cannot reach the store ${store}: ${cause}; still trying (check ${flag}, or $VIP_STORE)`,
+      refused
+        ? `store ${store} refused us: ${cause}; still trying`
+        : this.#reached
+          ? `store ${store} unreachable: ${cause}; still trying`
+          : `cannot reach the store ${store}: ${cause}; still trying (check ${flag}, or $VIP_STORE)`,
     );
     this.#summary = setInterval(() => this.#summarize(), this.#options.summaryEvery * 1000);
     this.#summary.unref();
@@ -137,7 +141,7 @@ export class OutageReporter {
     if (this.#downSince === undefined) return;
     const seconds = Math.round((Date.now() - this.#downSince) / 1000);
     const attempts = this.#failures === 1 ? '1 failed attempt' : `${this.#failures} failed attempts`;
-    this.#options.log(`store ${this.#options.store} still unreachable after ${seconds} s (${attempts}; last: ${this.#last})`);
+    this.#options.log(`store ${this.#options.store} still failing after ${seconds} s (${attempts}; last: ${this.#last})`);
   }
 
   #end(): void {
