@@ -154,8 +154,9 @@ export class Candidate extends Machine {
    * Whether this candidate is doing its job, for a probe or a dashboard (see
    * `CandidateHealth`). Unhealthy when it is stopped (or stopping), when it is
    * in the leading state past its local deadline (it must never be: alarm on
-   * it), or when the store has been unreachable (every call failing, or the
-   * watch down) for longer than `unreachableAfter` seconds (default: the ttl).
+   * it), or when the store has been unreachable (every call failing, or, for
+   * a follower, the watch down) for longer than `unreachableAfter` seconds
+   * (default: the ttl). A leader's contact is its refreshes.
    * A leader with time left is healthy, even suspended.
    */
   health(options: { unreachableAfter?: number } = {}): CandidateHealth {
@@ -169,7 +170,10 @@ export class Candidate extends Machine {
     }
     const state = this.state;
     const now = this.clock.now();
-    const since = state.kind === 'stopped' ? undefined : [this.failingSince, state.run.watchDownSince].filter((t) => t !== undefined);
+    // A leader's contact is its refreshes (every answer clears failingSince): a
+    // watch that is down says nothing of a hold that keeps being confirmed.
+    const watchDown = state.kind === 'leading' ? undefined : state.kind === 'stopped' ? undefined : state.run.watchDownSince;
+    const since = state.kind === 'stopped' ? undefined : [this.failingSince, watchDown].filter((t) => t !== undefined);
     const unreachableFor = since && since.length > 0 ? (now - Math.min(...since)) / 1000 : null;
     const term = state.kind === 'leading' ? state.term : undefined;
     const report = {

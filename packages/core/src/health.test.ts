@@ -4,6 +4,7 @@ import { Candidate } from './candidate.js';
 import { STORE_CALL_CHANNEL, type StoreCallMessage } from './diagnostics.js';
 import { VipOptionError } from './errors.js';
 import { MemoryBackend, MemoryStore } from './memory-store.js';
+import type { LockStore, WatchTrouble } from './store.js';
 import { FakeClock, FaultyStore } from './testing/index.js';
 
 const TTL = 3; // deadline 2.4 s after a send, refresh every 1 s
@@ -124,6 +125,37 @@ describe('Candidate.health()', () => {
     expect(follower!.candidate.health()).toMatchObject({ healthy: true, unreachableFor: null, lastError: null });
     expect(errors).toHaveLength(1);
   });
+  it('keeps a leader whose refreshes land healthy while its watch is down; a follower whose watch is down turns unhealthy', async () => {
+    const clock = new FakeClock();
+    const backend = new MemoryBackend({ clock });
+    const troubles = new Map<string, WatchTrouble>();
+    const make = (id: string): Candidate => {
+      const inner = new MemoryStore({ backend });
+      const store: LockStore = {
+        compareAndSwap: (...args) => inner.compareAndSwap(...args),
+        refresh: (...args) => inner.refresh(...args),
+        watch: (key, signal, trouble) => (trouble && troubles.set(id, trouble), inner.watch(key, signal)),
+        close: () => inner.close(),
+      };
+      const candidate = new Candidate(store, { path: '/job', id, ttl: TTL, clock, random: () => 0.5 });
+      candidate.on('error', () => {});
+      running.push({ candidate, clock, store: new FaultyStore(inner, { clock }) });
+      return candidate;
+    };
+    const leader = make('l');
+    const follower = make('f');
+    await leader.start();
+    await clock.until(() => leader.isSelected());
+    await follower.start();
+    await clock.until(() => follower.health().state === 'following');
+    // A proxy keeps breaking both watch streams; the leader's refreshes still land.
+    for (const trouble of troubles.values()) trouble(new Error('stream broke'));
+    await clock.advance(2 * TTL * 1000);
+    expect(leader.isSelected()).toBe(true);
+    expect(leader.health()).toMatchObject({ healthy: true, state: 'leading' });
+    expect(follower.health()).toMatchObject({ healthy: false, reason: expect.stringMatching(/^store unreachable for 6 s: watch on "\/job" failed: stream broke/) });
+  });
+
   it('is unhealthy in the leading state past its deadline (an event loop blocked past it)', async () => {
     const { candidate, clock } = setup()[0]!;
     await candidate.start();

@@ -63,7 +63,18 @@ type TransitionKind = (typeof EVENTS)[number];
 interface Entry {
   readonly target: Trackable;
   readonly listeners: ReadonlyArray<readonly [TransitionKind, Listener]>;
+  /** The label sets of this election's vip_transitions_total series, to remove them on untrack. */
+  readonly series: Map<string, Record<'path' | 'id' | 'kind' | 'reason', string>>;
 }
+
+/**
+ * Counter series present at 0 from the first scrape, so that `increase()` sees
+ * the first of these (rare, alert-worthy) events: a series that appears with
+ * the value 1 has no earlier sample to rise from.
+ */
+const ZERO_DESELECTS = ['lost', 'expired'] as const;
+const ZERO_ERRORS = ['refresh', 'watch'] as const;
+const PURPOSES = ['acquire', 'refresh', 'verify', 'release', 'watch'] as const;
 
 function candidateOf(target: Trackable): Candidate | undefined {
   return 'candidate' in target ? target.candidate : target;
@@ -158,12 +169,16 @@ export class VipMetrics {
     });
     gauge('store_unreachable_seconds', 'Seconds the store has not answered this election (0 while it answers).', (c) => (c ? (c.health().unreachableFor ?? 0) : 0));
 
+    const countTransition = (entry: Entry, kind: string, reason: string, by: number): void => this.#countTransition(entry, kind, reason, by);
     this.#transitions = this.#add(`${prefix}transitions_total`, (name) =>
       new Counter({
         name,
         help: 'Transitions of this process in the election: kind is select, deselect, suspend or resume; reason is why a term ended (deselect only).',
         labelNames: ['path', 'id', 'kind', 'reason'],
         registers,
+        collect() {
+          for (const entry of entries.values()) for (const reason of ZERO_DESELECTS) countTransition(entry, 'deselect', reason, 0);
+        },
       }),
     );
     this.#durations = this.#add(`${prefix}store_call_duration_seconds`, (name) =>
@@ -181,6 +196,9 @@ export class VipMetrics {
         help: 'Store calls that failed (or watches that broke), by election and purpose.',
         labelNames: ['path', 'purpose'],
         registers,
+        collect() {
+          for (const entry of entries.values()) for (const purpose of ZERO_ERRORS) this.inc({ path: labelsOf(entry).path, purpose }, 0);
+        },
       }),
     );
     subscribe(STORE_CALL_CHANNEL, this.#onStoreCall);
@@ -221,6 +239,7 @@ export class VipMetrics {
     if (!this.#entries.has(target)) {
       const entry: Entry = {
         target,
+        series: new Map(),
         listeners: EVENTS.map((kind) => [kind, ((reason?: DeselectReason) => this.#transition(entry, kind, reason)) as Listener] as const),
       };
       for (const [kind, listener] of entry.listeners) target.on(kind, listener);
@@ -232,12 +251,16 @@ export class VipMetrics {
     return () => this.untrack(target);
   }
 
-  /** Stop reporting `target`; its series disappear at the next scrape (counters keep their totals). */
+  /** Stop reporting `target`; its series, counters' included, disappear at the next scrape. */
   untrack(target: Trackable): void {
     const entry = this.#entries.get(target);
     if (!entry) return;
     for (const [kind, listener] of entry.listeners) target.off(kind, listener);
     this.#entries.delete(target);
+    for (const labels of entry.series.values()) this.#transitions.remove(labels);
+    const path = this.#labelsOf(entry).path;
+    const others = [...this.#entries.values()].some((other) => this.#labelsOf(other).path === path);
+    if (!others) for (const purpose of PURPOSES) this.#errors.remove({ path, purpose });
     const candidate = candidateOf(target);
     if (candidate) this.#byCandidate.delete(candidate);
   }
@@ -252,7 +275,14 @@ export class VipMetrics {
   }
 
   #transition(entry: Entry, kind: TransitionKind, reason: DeselectReason | undefined): void {
-    this.#transitions.inc({ ...this.#labelsOf(entry), kind, reason: kind === 'deselect' ? (reason ?? '') : '' });
+    this.#countTransition(entry, kind, kind === 'deselect' ? (reason ?? '') : '', 1);
+  }
+
+  #countTransition(entry: Entry, kind: string, reason: string, by: number): void {
+    const labels = { ...this.#labelsOf(entry), kind, reason };
+    const key = `${labels.path}\u0000${labels.id}\u0000${kind}\u0000${reason}`;
+    if (!entry.series.has(key)) entry.series.set(key, labels);
+    this.#transitions.inc(labels, by);
   }
 
   #storeCall(message: StoreCallMessage): void {

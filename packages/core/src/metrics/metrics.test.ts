@@ -136,7 +136,7 @@ describe('VipMetrics', () => {
     await other!.candidate.start();
     await other!.clock.advance(2000);
     expect(await valueOf(metrics, 'vip_store_errors_total', { purpose: 'acquire' })).toBeUndefined();
-    expect(await valueOf(metrics, 'vip_store_errors_total', { purpose: 'watch' })).toBeUndefined();
+    expect(await valueOf(metrics, 'vip_store_errors_total', { purpose: 'watch' })).toBe(0); // the tracked one's, at 0 from the start
   });
 
   it('reports an unreachable store as unhealthy after unreachableAfter, and how long', async () => {
@@ -202,6 +202,38 @@ describe('VipMetrics', () => {
     open.push(new VipMetrics({ registry }));
   });
 
+
+  it('has the alert-worthy counters at 0 from the first scrape, so that increase() sees the first event', async () => {
+    const [a] = setup(1);
+    const metrics = metricsIn();
+    metrics.track(a!.candidate);
+    for (const reason of ['lost', 'expired']) {
+      expect(await valueOf(metrics, 'vip_transitions_total', { id: 'n0', kind: 'deselect', reason }), reason).toBe(0);
+    }
+    for (const purpose of ['refresh', 'watch']) {
+      expect(await valueOf(metrics, 'vip_store_errors_total', { path: '/job', purpose }), purpose).toBe(0);
+    }
+  });
+
+  it('removes an untracked election\'s counter series too, so that elections coming and going do not pile series up', async () => {
+    const [a, b] = setup(2);
+    const metrics = metricsIn();
+    metrics.track(a!.candidate);
+    const untrackB = metrics.track(b!.candidate);
+    await a!.candidate.start();
+    await a!.clock.until(() => a!.candidate.isSelected());
+    await b!.candidate.start();
+    expect(await valueOf(metrics, 'vip_transitions_total', { id: 'n0', kind: 'select' })).toBe(1);
+    untrackB();
+    const left = async (id: string) =>
+      (await metrics.registry.getMetricsAsJSON()).flatMap((m) => (m.values as Array<{ labels: Record<string, unknown> }>).filter((s) => s.labels.id === id));
+    expect(await left('n1')).toEqual([]);
+    expect(await valueOf(metrics, 'vip_transitions_total', { id: 'n0', kind: 'select' })).toBe(1); // the other's stay
+    expect(await valueOf(metrics, 'vip_store_errors_total', { path: '/job', purpose: 'refresh' })).toBe(0); // n0 is still on /job
+    metrics.untrack(a!.candidate);
+    expect(await left('n0')).toEqual([]);
+    expect(await series(metrics, 'vip_store_errors_total')).toEqual([]);
+  });
   it('rejects bad options and targets at the call, naming them', () => {
     expect(() => new VipMetrics({ registry: {} as never })).toThrow(VipOptionError);
     expect(() => new VipMetrics({ registry: {} as never })).toThrow(/registry.*prom-client Registry/);
