@@ -143,6 +143,8 @@ export function isTransient(error: unknown): boolean {
 
 export class ConsulHttp {
   readonly #calls: ClientCalls;
+  /** Whether a KV read was ever answered as a Consul agent answers (see readKey). */
+  #answeredAsConsul = false;
   readonly #timeoutMs: number;
 
   readonly #tls: TlsHints | undefined;
@@ -189,12 +191,17 @@ export class ConsulHttp {
     const header = response.headers['x-consul-index'];
     // Every answer of a Consul agent to a KV read carries X-Consul-Index, a
     // missing key's 404 included; etcd's HTTP gateway, a web server, do not.
+    // Once the address has answered as Consul, a bare answer is a passing
+    // fault (a proxy in front of the agent with no backend for a moment), retried.
     if (header === undefined) {
       const said = typeof entry === 'string' ? ` (${JSON.stringify(String(entry).trim().slice(0, 100))})` : '';
+      const what = `GET /v1/kv/<key> answered ${response.statusCode}${said} without the X-Consul-Index header every Consul agent sends`;
+      if (this.#answeredAsConsul) throw new Error(`${what}; a proxy in front of the agent without a backend? Retrying`);
       throw new VipWrongServerError(
-        `this does not look like a Consul agent: GET /v1/kv/<key> answered ${response.statusCode}${said} without the X-Consul-Index header every Consul agent sends; is the address (and port) that of an etcd server or another service? Consul's HTTP API listens on 8500 by default`,
+        `this does not look like a Consul agent: ${what}; is the address (and port) that of an etcd server or another service? Consul's HTTP API listens on 8500 by default`,
       );
     }
+    this.#answeredAsConsul = true;
     const index = Number(Array.isArray(header) ? header[0] : header);
     return { entry: entry ?? undefined, index: Number.isSafeInteger(index) ? index : 0 };
   }

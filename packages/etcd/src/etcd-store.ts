@@ -119,6 +119,8 @@ export class EtcdStore implements LockStore {
   /** Acquires in flight per key: an answer lost in one of them is only adopted when it is alone. */
   readonly #acquiring = new Map<string, number>();
   #inFlight = 0;
+  /** Whether etcd ever answered this store (a call or a watch): see #explain. */
+  #answered = false;
   readonly #closed = new AbortController();
   readonly #watchers = new Set<Watcher>();
   #closing: Promise<void> | undefined;
@@ -191,7 +193,7 @@ export class EtcdStore implements LockStore {
       closed: this.#closed.signal,
       watchers: this.#watchers,
     };
-    return explained(watchHolder(context, key, signal, trouble), (error) => this.#explain(error));
+    return explained(watchHolder(context, key, signal, trouble), (error) => this.#explain(error), () => (this.#answered = true));
   }
 
   /**
@@ -414,6 +416,10 @@ export class EtcdStore implements LockStore {
     signal?.throwIfAborted();
     this.#inFlight++;
     const work = operation()
+      .then((answer) => {
+        this.#answered = true;
+        return answer;
+      })
       .catch(async (error: unknown) => {
         throw await this.#explain(error);
       })
@@ -433,7 +439,9 @@ export class EtcdStore implements LockStore {
    * our own finds out (see tls-probe.ts); any other error passes unchanged.
    */
   async #explain(error: unknown): Promise<unknown> {
-    const wrong = notEtcd(error);
+    // Only an address that never answered as etcd is the wrong one: once it has,
+    // a "Protocol error" is a passing fault (a proxy, a balancer's error page), retried.
+    const wrong = this.#answered ? undefined : notEtcd(error);
     if (wrong) return wrong;
     if (this.#tlsTargets.length === 0 || !isConnectionFailure(error) || !(error instanceof Error)) return error;
     if (!this.#probe || Date.now() - this.#probe.at > 5000) {
@@ -524,9 +532,12 @@ function isEtcd3(value: unknown): value is Etcd3 {
 }
 
 /** `source`, with its error (if it ends with one) passed through `explain`. */
-async function* explained<T>(source: AsyncIterable<T>, explain: (error: unknown) => Promise<unknown>): AsyncGenerator<T> {
+async function* explained<T>(source: AsyncIterable<T>, explain: (error: unknown) => Promise<unknown>, onItem: () => void): AsyncGenerator<T> {
   try {
-    yield* source;
+    for await (const item of source) {
+      onItem();
+      yield item;
+    }
   } catch (error) {
     throw await explain(error);
   }

@@ -52,7 +52,8 @@ export async function* watchHolder(context: WatchContext, key: string, signal: A
   // told as it happens, and its end once etcd answers a read again.
   let troubled = false;
   const report = (error: Error | null): void => {
-    if (error === null && !troubled) return;
+    // Nothing after the watch is over: etcd3 may still emit on a watcher whose cancel it never confirmed.
+    if (stop.signal.aborted || (error === null && !troubled)) return;
     troubled = error !== null;
     try {
       trouble?.(error);
@@ -81,7 +82,7 @@ export async function* watchHolder(context: WatchContext, key: string, signal: A
     if (stop.signal.aborted) return;
     const first = await read(context, name);
     let { revision, holder: last } = first;
-    watcher = await openWatcher(context, name, first.revision + 1n, push, stop.signal, report);
+    watcher = await openWatcher(context, name, first.revision + 1n, push, stop.signal, report, false);
     if (watcher) yield last;
 
     /** Take a state if it is newer than what we said; true if it is a change worth yielding. */
@@ -112,7 +113,7 @@ export async function* watchHolder(context: WatchContext, key: string, signal: A
       const state = await readUntilAnswered(context, name, stop.signal, report);
       if (!state) break;
       report(null);
-      if (!watcher) watcher = await openWatcher(context, name, state.revision + 1n, push, stop.signal, report);
+      if (!watcher) watcher = await openWatcher(context, name, state.revision + 1n, push, stop.signal, report, true);
       if (advance(state)) yield last;
     }
     if (context.closed.aborted && !signal.aborted) throw new Error('EtcdStore: the store was closed');
@@ -168,7 +169,9 @@ async function openWatcher(
   startRevision: bigint,
   push: (item: Item) => void,
   stop: AbortSignal,
-  report: (error: Error) => void,
+  report: (error: Error | null) => void,
+  /** Report a broken stream before etcd confirmed the watcher too (a replacement: the watch already yielded). */
+  reportEarly: boolean,
 ): Promise<Watcher | undefined> {
   // `watcher()` rather than `create()`: create() keeps the watcher to itself
   // until etcd confirms it, so a watch stopped while etcd is down could not cancel it.
@@ -182,9 +185,10 @@ async function openWatcher(
     // etcd3 emits this for each failed attempt to re-create the stream.
     const onDisconnected = (error: unknown): void => {
       disconnected = true;
-      if (created) report(error instanceof Error ? error : new Error(String(error)));
+      if (created || reportEarly) report(error instanceof Error ? error : new Error(String(error)));
     };
     const onConnected = (): void => {
+      report(null); // etcd confirmed the watcher: it answers again
       if (!created) {
         created = true;
         resolve();

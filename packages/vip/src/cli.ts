@@ -2,7 +2,7 @@
  * The `vip` command: run a command only while this node leads (like
  * `consul lock` and `etcdctl lock`), and look at an election from a shell.
  */
-import { Candidate, sameHolder, VipOptionError, type Holder, type LockStore } from '@vip/core';
+import { Candidate, sameHolder, VipOptionError, VipStoreError, VipTimeoutError, type Holder, type LockStore } from '@vip/core';
 import { openStore, redactConnectionString } from './connection.js';
 import { parseListenAddress, serveHttp, VipHttpError, type HttpServer } from './http.js';
 import { CliUsageError as UsageError, didYouMean, parseCommandLine, type OptionsSpec } from './cli-args.js';
@@ -301,6 +301,8 @@ async function run(argv: string[]): Promise<number> {
   let wrongServer: ((code: number) => void) | undefined;
   const wrong = new Promise<number>((resolve) => (wrongServer = resolve));
   const onStoreError = (error: Error): void => {
+    // A listener's failure or another non-store error: said as it is.
+    if (!(error instanceof VipStoreError || error instanceof VipTimeoutError)) return log(`error: ${error.message}`);
     if (!isWrongServer(error)) return outage.failed(error);
     if (!wrongServer) return;
     log(`the store ${where}: ${plainCause(error)}`);
@@ -321,10 +323,14 @@ async function run(argv: string[]): Promise<number> {
     onStoreError,
   });
   try {
-    const code = await Promise.race([supervisor.run(), wrong]);
-    // A wrong server never granted leadership: there is no command to end.
-    if (wrongServer === undefined) await candidate.stop();
-    return code;
+    const running = supervisor.run();
+    const code = await Promise.race([running, wrong]);
+    if (wrongServer !== undefined) return code;
+    // The address is not the store's (only said of one that never answered as
+    // the store, so this node cannot lead): stop as on SIGTERM, whatever runs ends first.
+    await supervisor.stop('not the store');
+    await running;
+    return 1;
   } finally {
     clearInterval(poll);
     outage.close();

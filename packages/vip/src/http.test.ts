@@ -1,7 +1,8 @@
 import { createServer } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { Candidate, MemoryBackend, MemoryStore, VipOptionError } from '@vip/core';
 import { VipMetrics } from '@vip/core/metrics';
-import { FakeClock } from '@vip/core/testing';
+import { FakeClock, FaultyStore } from '@vip/core/testing';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseListenAddress, serveHttp, VipHttpError, type HttpServer } from './http.js';
@@ -167,10 +168,62 @@ describe('serveHttp', () => {
     expect(() => parseListenAddress('9464', 'vip run', '--http')).toThrow('vip run: option "--http" must be HOST:PORT such as 127.0.0.1:9464, [::1]:9464, 0.0.0.0:9464 or :9464 (a port alone is written :9464) (got string "9464")');
   });
 
+  it(':PORT listens on every interface, IPv6 as well as IPv4 where the machine has it', async () => {
+    const [a] = candidates(1);
+    const server = await serve(a!.candidate, { listen: ':0', metrics: false });
+    expect((await fetch(`http://127.0.0.1:${server.port}/leader`)).status).toBe(200);
+    const ipv6 = Object.values(networkInterfaces()).some((list) => list?.some((i) => i.family === 'IPv6' && i.address === '::1'));
+    if (ipv6) expect((await fetch(`http://[::1]:${server.port}/leader`)).status).toBe(200);
+  });
+
+  it("passes unreachableAfter to the metrics it makes, so that vip_healthy agrees with /healthz", async () => {
+    const clock = new FakeClock();
+    const store = new FaultyStore(new MemoryStore({ clock }), { clock });
+    const candidate = new Candidate(store, { path: '/job', id: 'f', ttl: 3, clock, random: () => 0.5 });
+    candidate.on('error', () => {});
+    cleanups.push(async () => {
+      store.heal();
+      const stopped = candidate.stop();
+      for (let i = 0; i < 500; i++) await clock.advance(10);
+      await stopped;
+    });
+    await candidate.start();
+    await clock.until(() => candidate.health().state === 'following' || candidate.isSelected());
+    store.disconnect();
+    await clock.advance(5000); // past the ttl, within unreachableAfter
+    const server = await serve(candidate, { listen: '127.0.0.1:0', unreachableAfter: 60 });
+    expect((await get(server, '/healthz')).status).toBe(200);
+    expect((await get(server, '/metrics')).body).toContain('vip_healthy{path="/job",id="f"} 1');
+    store.heal();
+  });
+
+  it('counts a vip() service\'s suspend and resume (refreshes failing, then landing again)', async () => {
+    const clock = new FakeClock();
+    const store = new FaultyStore(new MemoryStore({ clock }), { clock });
+    const service = vip(store)({ path: '/svc', id: 'me', ttl: 3, clock, random: () => 0.5 }, async (context) => {
+      await new Promise((resolve) => context.signal.addEventListener('abort', resolve));
+    });
+    service.on('error', () => {});
+    const server = await serve(service, { listen: '127.0.0.1:0' });
+    await service.start();
+    cleanups.push(async () => {
+      const stopped = service.stop();
+      for (let i = 0; i < 500; i++) await clock.advance(10);
+      await stopped;
+    });
+    await clock.until(() => service.isSelected());
+    store.failNext(1, ['refresh']);
+    await clock.advance(1500);
+    await clock.advance(1000);
+    const metrics = (await get(server, '/metrics')).body;
+    expect(metrics).toContain('vip_transitions_total{path="/svc",id="me",kind="suspend",reason=""} 1');
+    expect(metrics).toContain('vip_transitions_total{path="/svc",id="me",kind="resume",reason=""} 1');
+  });
+
   it('reads the address forms it documents', () => {
     expect(parseListenAddress('127.0.0.1:9464')).toEqual({ host: '127.0.0.1', port: 9464 });
     expect(parseListenAddress('[::1]:80')).toEqual({ host: '::1', port: 80 });
-    expect(parseListenAddress(':9464')).toEqual({ host: '0.0.0.0', port: 9464 });
+    expect(parseListenAddress(':9464')).toEqual({ host: '', port: 9464 });
     expect(parseListenAddress('localhost:0')).toEqual({ host: 'localhost', port: 0 });
     expect(parseListenAddress('node-1.example.org:8080')).toEqual({ host: 'node-1.example.org', port: 8080 });
   });

@@ -60,7 +60,7 @@ export class VipHttpError extends Error {
 
 const EXAMPLE = 'HOST:PORT such as 127.0.0.1:9464, [::1]:9464, 0.0.0.0:9464 or :9464';
 
-/** Parse `HOST:PORT`; throws a `VipOptionError` naming `option` on anything else. */
+/** Parse `HOST:PORT` (host `''` for `:PORT`: every interface); throws a `VipOptionError` naming `option` on anything else. */
 export function parseListenAddress(text: unknown, where = 'serveHttp', option = 'listen'): { host: string; port: number } {
   if (typeof text !== 'string') throw new VipOptionError(where, option, EXAMPLE, text);
   const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
@@ -74,7 +74,8 @@ export function parseListenAddress(text: unknown, where = 'serveHttp', option = 
   if (host !== '' && isIP(host!) === 0 && !/^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$/.test(host!)) {
     throw new VipOptionError(where, option, `${EXAMPLE}; "${host}" is not a host name or an IP address`, text);
   }
-  return { host: host === '' ? '0.0.0.0' : host!, port };
+  // '' (from :PORT): every interface, IPv6 and IPv4 (Node's default, which falls back to 0.0.0.0 without IPv6).
+  return { host: host!, port };
 }
 
 function candidateOf(election: Election): Candidate | undefined {
@@ -117,7 +118,7 @@ export function leaderReport(election: Election, unreachableAfter?: number): Lea
     leader: holderOf(health?.leader ?? null),
     leading: health?.leading ?? false,
     since: candidate?.leaderSince()?.toISOString() ?? null,
-    timeLeft: health?.timeLeft ?? null,
+    timeLeft: health?.timeLeft == null ? null : Math.round(health.timeLeft * 1000) / 1000,
     healthy: health?.healthy ?? false,
     reason: health?.reason ?? 'not started',
   };
@@ -138,7 +139,7 @@ function checkElections(where: string, elections: Election | readonly Election[]
 const OPTION_KEYS = Object.keys({ listen: true, metrics: true, unreachableAfter: true, where: true } satisfies Record<keyof HttpOptions, true>);
 
 /** Load `@vip/core/metrics` (and so prom-client), or say what to install. */
-async function defaultMetrics(where: string): Promise<MetricsSource> {
+async function defaultMetrics(where: string, unreachableAfter: number | undefined): Promise<MetricsSource> {
   let module: typeof import('@vip/core/metrics');
   let promClient: typeof import('prom-client');
   try {
@@ -155,7 +156,7 @@ async function defaultMetrics(where: string): Promise<MetricsSource> {
     throw error;
   }
   const registry = new promClient.Registry();
-  return new module.VipMetrics({ registry });
+  return new module.VipMetrics(unreachableAfter === undefined ? { registry } : { registry, unreachableAfter });
 }
 
 /**
@@ -184,7 +185,7 @@ export async function serveHttp(elections: Election | readonly Election[], optio
     throw new VipOptionError(where, 'metrics', 'a VipMetrics from @vip/core/metrics, false, or omitted', given);
   }
   const ownsMetrics = given === undefined;
-  const metrics = given === false ? undefined : (given ?? (await defaultMetrics(where)));
+  const metrics = given === false ? undefined : (given ?? (await defaultMetrics(where, unreachableAfter)));
   for (const election of list) metrics?.track(election);
 
   const server = createServer((request, response) => {
@@ -201,11 +202,12 @@ export async function serveHttp(elections: Election | readonly Election[], optio
   }
   const address = server.address();
   const bound = typeof address === 'object' && address ? address.port : port;
-  const shownHost = isIP(host) === 6 ? `[${host}]` : host;
+  const boundHost = host === '' && typeof address === 'object' && address ? address.address : host;
+  const shownHost = isIP(boundHost) === 6 ? `[${boundHost}]` : boundHost;
   let closing: Promise<void> | undefined;
   return {
     url: `http://${shownHost}:${bound}`,
-    host,
+    host: boundHost,
     port: bound,
     close() {
       closing ??= new Promise<void>((resolve) => {
@@ -222,7 +224,7 @@ export async function serveHttp(elections: Election | readonly Election[], optio
 function listen(server: Server, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host, port }, () => {
+    server.listen(host === '' ? { port } : { host, port }, () => {
       server.off('error', reject);
       resolve();
     });
@@ -233,7 +235,7 @@ function listenError(where: string, text: string, host: string, port: number, er
   const code = (error as { code?: string }).code;
   const reason =
     code === 'EADDRINUSE'
-      ? `port ${port} on ${host} is in use (another process listens there; choose another port, or :0 for any free one)`
+      ? `port ${port} on ${host === '' ? 'every interface' : host} is in use (another process listens there; choose another port, or :0 for any free one)`
       : code === 'EADDRNOTAVAIL'
         ? `${host} is not an address of this machine`
         : code === 'EACCES'

@@ -284,7 +284,7 @@ export class Service extends EventEmitter<CandidateEvents> {
 
   #makeCandidate(store: LockStore): Candidate {
     const candidate = new Candidate(store, this.#candidateOptions);
-    for (const event of ['change', 'refresh', 'ping', 'error'] as const) {
+    for (const event of ['change', 'refresh', 'ping', 'error', 'suspend', 'resume'] as const) {
       candidate.on(event, (...args: unknown[]) => this.#forward(event, args));
     }
     candidate.on('select', (...args) => {

@@ -172,8 +172,8 @@ export class Supervisor {
   }
 
   /** As SIGTERM to vip: end the child (SIGKILL after `grace`), resign, and let run() resolve. */
-  stop(): Promise<void> {
-    return this.#shutdown('SIGTERM');
+  stop(reason?: string): Promise<void> {
+    return this.#shutdown('SIGTERM', reason);
   }
 
   async #start(token: bigint): Promise<void> {
@@ -315,11 +315,11 @@ export class Supervisor {
     this.#restartTimer = undefined;
   }
 
-  async #shutdown(signal: NodeJS.Signals): Promise<void> {
+  async #shutdown(signal: NodeJS.Signals, reason?: string): Promise<void> {
     if (this.#finishing) return;
     this.#finishing = true;
     this.#clearRestart();
-    this.#options.log(`${signal}: stopping`);
+    this.#options.log(`${reason ?? signal}: stopping`);
     const running = this.#running;
     const result = await this.#end(this.#options.grace * 1000, signal);
     // The last line before vip exits says how the child ended (or that none ran).
