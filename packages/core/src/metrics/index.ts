@@ -89,7 +89,7 @@ function candidateOf(target: Trackable): Candidate | undefined {
  * - `vip_time_left_seconds` (gauge): time to the local deadline, while leading.
  * - `vip_fencing_token` (gauge): the current holder's token as this process sees it, while a holder is known
  *   (exact up to 2^53).
- * - `vip_term_start_seconds` (gauge): Unix time the current holder's term began (its start when this
+ * - `vip_term_start_time_seconds` (gauge): Unix time the current holder's term began (its start when this
  *   process leads, else when this process first saw it), while a holder is known.
  * - `vip_store_unreachable_seconds` (gauge): how long the store has not answered, 0 while it does.
  * - `vip_transitions_total` (counter, + `kind`, `reason`): select, deselect (reason: stopped, resigned,
@@ -163,7 +163,7 @@ export class VipMetrics {
       const token = c?.holder()?.token;
       return token === undefined ? null : Number(token);
     });
-    gauge('term_start_seconds', "Unix time the current holder's term began, as this process knows it (present while a holder is known).", (c) => {
+    gauge('term_start_time_seconds', "Unix time the current holder's term began, as this process knows it (present while a holder is known).", (c) => {
       const since = c?.leaderSince();
       return since ? since.getTime() / 1000 : null;
     });

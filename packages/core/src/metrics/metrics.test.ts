@@ -74,7 +74,7 @@ describe('VipMetrics', () => {
     expect(timeLeft).toBeGreaterThan(2);
     expect(timeLeft).toBeLessThanOrEqual(2.4);
     expect(await valueOf(metrics, 'vip_time_left_seconds', { id: 'n1' })).toBeUndefined();
-    expect(await valueOf(metrics, 'vip_term_start_seconds', { id: 'n0' })).toBe(a!.candidate.termStart()!.getTime() / 1000);
+    expect(await valueOf(metrics, 'vip_term_start_time_seconds', { id: 'n0' })).toBe(a!.candidate.termStart()!.getTime() / 1000);
     expect(await valueOf(metrics, 'vip_healthy', { id: 'n0' })).toBe(1);
     expect(await valueOf(metrics, 'vip_healthy', { id: 'n1' })).toBe(1);
     expect(await valueOf(metrics, 'vip_store_unreachable_seconds', { id: 'n1' })).toBe(0);
