@@ -50,13 +50,21 @@ export interface VipMetricsOptions {
   buckets?: readonly number[];
   /** Seconds without a store answer after which `vip_healthy` reports 0; default each candidate's ttl (see `Candidate.health()`). */
   unreachableAfter?: number;
+  /**
+   * `true` (default): series per election, labelled `path` and `id`. `false`:
+   * series for the process as a whole, whatever the number of elections
+   * (`vip_elections{state}`, `vip_elections_unhealthy`, `vip_time_left_min_seconds`,
+   * and the counters without `path`/`id`): for processes with many elections,
+   * where per-election series cost more than they tell (see BENCHMARKS.md).
+   */
+  perElection?: boolean;
 }
 
 /** Default buckets for store-call durations, in seconds: 1 ms to 10 s. */
 export const STORE_CALL_BUCKETS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /** Every key of `VipMetricsOptions` (a record, so the compiler notices a key missing here); any other is refused. */
-const OPTION_KEYS = Object.keys({ registry: true, prefix: true, buckets: true, unreachableAfter: true } satisfies Record<keyof VipMetricsOptions, true>);
+const OPTION_KEYS = Object.keys({ registry: true, prefix: true, buckets: true, unreachableAfter: true, perElection: true } satisfies Record<keyof VipMetricsOptions, true>);
 const EVENTS = ['select', 'deselect', 'suspend', 'resume'] as const;
 type TransitionKind = (typeof EVENTS)[number];
 
@@ -68,13 +76,15 @@ interface Entry {
 }
 
 /**
- * Counter series present at 0 from the first scrape, so that `increase()` sees
- * the first of these (rare, alert-worthy) events: a series that appears with
- * the value 1 has no earlier sample to rise from.
+ * Counter series present at 0 before these rare, alert-worthy events can
+ * happen (from a term's select), so that `increase()` sees the first of them:
+ * a series that appears with the value 1 has no earlier sample to rise from.
  */
 const ZERO_DESELECTS = ['lost', 'expired'] as const;
-const ZERO_ERRORS = ['refresh', 'watch'] as const;
+/** Store calls whose failures are worth an alert: their `outcome="error"` histogram series exist from the start. */
+const ZERO_ERROR_CALLS = ['acquire', 'refresh', 'release'] as const;
 const PURPOSES = ['acquire', 'refresh', 'verify', 'release', 'watch'] as const;
+type Labels = Partial<Record<'path' | 'id', string>>;
 
 function candidateOf(target: Trackable): Candidate | undefined {
   return 'candidate' in target ? target.candidate : target;
@@ -108,6 +118,7 @@ export class VipMetrics {
   readonly #transitions: Counter<'path' | 'id' | 'kind' | 'reason'>;
   readonly #durations: Histogram<'purpose' | 'outcome'>;
   readonly #errors: Counter<'path' | 'purpose'>;
+  readonly #perElection: boolean;
   readonly #metricNames: string[] = [];
   #closed = false;
 
@@ -115,7 +126,9 @@ export class VipMetrics {
     const where = 'VipMetrics';
     if (options === null || typeof options !== 'object') throw new VipOptionError(where, 'options', 'an object or omitted', options);
     checkKnownKeys(where, options, OPTION_KEYS);
-    const { registry = defaultRegistry, prefix = 'vip_', buckets = STORE_CALL_BUCKETS, unreachableAfter } = options;
+    const { registry = defaultRegistry, prefix = 'vip_', buckets = STORE_CALL_BUCKETS, unreachableAfter, perElection = true } = options;
+    if (typeof perElection !== 'boolean') throw new VipOptionError(where, 'perElection', 'true (series per election) or false (for the process as a whole)', perElection);
+    this.#perElection = perElection;
     if (registry === null || typeof registry !== 'object' || typeof (registry as Registry).registerMetric !== 'function') {
       throw new VipOptionError(where, 'registry', "a prom-client Registry (new Registry() from 'prom-client')", registry);
     }
@@ -154,31 +167,88 @@ export class VipMetrics {
     };
     const health = unreachableAfter === undefined ? {} : { unreachableAfter };
 
-    gauge('leader', 'Whether this process leads the election (1) or not (0).', (c) => (c?.isSelected() ? 1 : 0));
-    gauge('healthy', 'Whether the election is healthy (1) or not (0), as Candidate.health() says: a follower with a live watch or a leader with time left.', (c) =>
-      c?.health(health).healthy ? 1 : 0,
-    );
-    gauge('time_left_seconds', "Seconds left to this leader's local deadline (present only while leading).", (c) => c?.timeLeft() ?? null);
-    gauge('fencing_token', "The current holder's fencing token as this process sees it (present while a holder is known).", (c) => {
-      const token = c?.holder()?.token;
-      return token === undefined ? null : Number(token);
-    });
-    gauge('term_start_time_seconds', "Unix time the current holder's term began, as this process knows it (present while a holder is known).", (c) => {
-      const since = c?.leaderSince();
-      return since ? since.getTime() / 1000 : null;
-    });
-    gauge('store_unreachable_seconds', 'Seconds the store has not answered this election (0 while it answers).', (c) => (c ? (c.health().unreachableFor ?? 0) : 0));
+    if (perElection) {
+      gauge('leader', 'Whether this process leads the election (1) or not (0).', (c) => (c?.isSelected() ? 1 : 0));
+      gauge('healthy', 'Whether the election is healthy (1) or not (0), as Candidate.health() says: a follower with a live watch or a leader with time left.', (c) =>
+        c?.health(health).healthy ? 1 : 0,
+      );
+      gauge('time_left_seconds', "Seconds left to this leader's local deadline (present only while leading).", (c) => c?.timeLeft() ?? null);
+      gauge('fencing_token', "The current holder's fencing token as this process sees it (present while a holder is known).", (c) => {
+        const token = c?.holder()?.token;
+        return token === undefined ? null : Number(token);
+      });
+      gauge('term_start_time_seconds', "Unix time the current holder's term began, as this process knows it (present while a holder is known).", (c) => {
+        const since = c?.leaderSince();
+        return since ? since.getTime() / 1000 : null;
+      });
+      gauge('store_unreachable_seconds', 'Seconds the store has not answered this election (0 while it answers).', (c) => (c ? (c.health().unreachableFor ?? 0) : 0));
+    } else {
+      // The process as a whole: one pass over the elections per scrape, a handful of series.
+      let tally: { states: Map<string, number>; unhealthy: number; minTimeLeft: number | null } | undefined;
+      const count = (): NonNullable<typeof tally> => {
+        const states = new Map<string, number>(['leading', 'following', 'starting', 'stopping', 'stopped'].map((state) => [state, 0]));
+        let unhealthy = 0;
+        let minTimeLeft: number | null = null;
+        for (const entry of entries.values()) {
+          const report = candidateOf(entry.target)?.health(health);
+          const state = report?.state ?? 'stopped';
+          states.set(state, (states.get(state) ?? 0) + 1);
+          if (!report?.healthy) unhealthy++;
+          if (report?.timeLeft != null) minTimeLeft = minTimeLeft === null ? report.timeLeft : Math.min(minTimeLeft, report.timeLeft);
+        }
+        return { states, unhealthy, minTimeLeft };
+      };
+      // One count per scrape for the three gauges: a scrape collects them in one synchronous turn.
+      const current = (): NonNullable<typeof tally> => {
+        if (!tally) {
+          tally = count();
+          queueMicrotask(() => (tally = undefined));
+        }
+        return tally;
+      };
+      this.#add(`${prefix}elections`, (name) =>
+        new Gauge({
+          name,
+          help: 'Elections tracked in this process, by state (leading, following, starting, stopping, stopped).',
+          labelNames: ['state'],
+          registers,
+          collect() {
+            this.reset();
+            for (const [state, n] of current().states) this.set({ state }, n);
+          },
+        }),
+      );
+      this.#add(`${prefix}elections_unhealthy`, (name) =>
+        new Gauge({
+          name,
+          help: 'Elections of this process that Candidate.health() says are unhealthy.',
+          registers,
+          collect() {
+            this.set(current().unhealthy);
+          },
+        }),
+      );
+      this.#add(`${prefix}time_left_min_seconds`, (name) =>
+        new Gauge({
+          name,
+          help: "Smallest time left to a local deadline among this process's leaders (absent when it leads none).",
+          registers,
+          collect() {
+            const { minTimeLeft } = current();
+            this.reset();
+            if (minTimeLeft !== null) this.set(minTimeLeft);
+          },
+        }),
+      );
+    }
 
-    const countTransition = (entry: Entry, kind: string, reason: string, by: number): void => this.#countTransition(entry, kind, reason, by);
+    const election: Array<'path' | 'id'> = perElection ? ['path', 'id'] : [];
     this.#transitions = this.#add(`${prefix}transitions_total`, (name) =>
       new Counter({
         name,
         help: 'Transitions of this process in the election: kind is select, deselect, suspend or resume; reason is why a term ended (deselect only).',
-        labelNames: ['path', 'id', 'kind', 'reason'],
+        labelNames: [...election, 'kind', 'reason'],
         registers,
-        collect() {
-          for (const entry of entries.values()) for (const reason of ZERO_DESELECTS) countTransition(entry, 'deselect', reason, 0);
-        },
       }),
     );
     this.#durations = this.#add(`${prefix}store_call_duration_seconds`, (name) =>
@@ -190,21 +260,25 @@ export class VipMetrics {
         registers,
       }),
     );
+    for (const purpose of ZERO_ERROR_CALLS) this.#durations.zero({ purpose, outcome: 'error' });
     this.#errors = this.#add(`${prefix}store_errors_total`, (name) =>
       new Counter({
         name,
-        help: 'Store calls that failed (or watches that broke), by election and purpose.',
-        labelNames: ['path', 'purpose'],
+        help: perElection ? 'Store calls that failed (or watches that broke), by election and purpose.' : 'Store calls that failed (or watches that broke), by purpose.',
+        labelNames: perElection ? ['path', 'purpose'] : ['purpose'],
         registers,
-        collect() {
-          for (const entry of entries.values()) for (const purpose of ZERO_ERRORS) this.inc({ path: labelsOf(entry).path, purpose }, 0);
-        },
       }),
     );
+    if (!perElection) {
+      for (const reason of ZERO_DESELECTS) this.#transitions.inc({ kind: 'deselect', reason }, 0);
+      for (const purpose of PURPOSES) this.#errors.inc({ purpose }, 0);
+    }
     subscribe(STORE_CALL_CHANNEL, this.#onStoreCall);
   }
 
-  #labelsOf(entry: Entry): { path: string; id: string } {
+  /** An election's labels: `path` and `id`, or none for the process as a whole. */
+  #labelsOf(entry: Entry): Labels {
+    if (!this.#perElection) return {};
     const candidate = candidateOf(entry.target);
     return { path: candidate?.path() ?? ownerPath(entry.target), id: candidate?.localid() ?? ownerId(entry.target) };
   }
@@ -257,10 +331,11 @@ export class VipMetrics {
     if (!entry) return;
     for (const [kind, listener] of entry.listeners) target.off(kind, listener);
     this.#entries.delete(target);
+    if (!this.#perElection) return; // the process's series stay, with what they counted
     for (const labels of entry.series.values()) this.#transitions.remove(labels);
     const path = this.#labelsOf(entry).path;
     const others = [...this.#entries.values()].some((other) => this.#labelsOf(other).path === path);
-    if (!others) for (const purpose of PURPOSES) this.#errors.remove({ path, purpose });
+    if (!others) for (const purpose of PURPOSES) this.#errors.remove({ path: path!, purpose });
     const candidate = candidateOf(target);
     if (candidate) this.#byCandidate.delete(candidate);
   }
@@ -275,19 +350,23 @@ export class VipMetrics {
   }
 
   #transition(entry: Entry, kind: TransitionKind, reason: DeselectReason | undefined): void {
+    // A term's select brings its rare ends at 0 (per election; the process's are there from the start).
+    if (kind === 'select' && this.#perElection) for (const end of ZERO_DESELECTS) this.#countTransition(entry, 'deselect', end, 0);
     this.#countTransition(entry, kind, kind === 'deselect' ? (reason ?? '') : '', 1);
   }
 
   #countTransition(entry: Entry, kind: string, reason: string, by: number): void {
     const labels = { ...this.#labelsOf(entry), kind, reason };
-    const key = `${labels.path}\u0000${labels.id}\u0000${kind}\u0000${reason}`;
-    if (!entry.series.has(key)) entry.series.set(key, labels);
+    if (this.#perElection) {
+      const key = `${labels.path}\u0000${labels.id}\u0000${kind}\u0000${reason}`;
+      if (!entry.series.has(key)) entry.series.set(key, labels as Record<'path' | 'id' | 'kind' | 'reason', string>);
+    }
     this.#transitions.inc(labels, by);
   }
 
   #storeCall(message: StoreCallMessage): void {
     if (!this.#owns(message.candidate)) return;
-    if (message.error) this.#errors.inc({ path: message.path, purpose: message.purpose });
+    if (message.error) this.#errors.inc(this.#perElection ? { path: message.path, purpose: message.purpose } : { purpose: message.purpose });
     if (message.purpose !== 'watch') this.#durations.observe({ purpose: message.purpose, outcome: message.error ? 'error' : 'ok' }, message.durationMs / 1000);
   }
 
