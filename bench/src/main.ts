@@ -4,8 +4,11 @@
  * side on the same servers in the same run: etcd3's own Election, the seed
  * module `locked` (etcd v2 API) and `consul lock` (the CLI of the Consul server).
  *
- *   npm run bench              quick mode (under 3 minutes; fewer trials)
+ *   npm run bench              quick mode (a few minutes; fewer trials)
  *   npm run bench -- --full    100 trials, 10,000 elections, a minute of idle CPU
+ *   npm run bench -- metrics   only figure 6, the cost of VipMetrics, at full size
+ *                              (1 and 10,000 elections, minute-long idle windows): about
+ *                              8 minutes; it rewrites only that section of BENCHMARKS.md
  *
  * Writes BENCHMARKS.md at the repository root and bench/failover.svg. Figures
  * are from this run on this machine: compare the ratios, not the absolute
@@ -36,6 +39,10 @@ import {
 import { Etcd3 } from 'etcd3';
 
 const full = process.argv.includes('--full');
+/** Parts named on the command line (none: all of them). Only `metrics` (figure 6) can run alone. */
+const PARTS = process.argv.slice(2).filter((arg) => !arg.startsWith('--'));
+for (const part of PARTS) if (part !== 'metrics') throw new Error(`bench: unknown part ${JSON.stringify(part)} (known: metrics)`);
+const metricsOnly = PARTS.includes('metrics');
 const MODE = full ? 'full' : 'quick';
 const TRIALS = full ? 100 : 30;
 /** `locked` hands over only when the key's TTL runs out: its trials run this many at a time, each on its own key. */
@@ -45,6 +52,13 @@ const CONSUL_LOCK_TRIALS = full ? 100 : 10;
 const CRASH_TRIALS = full ? 10 : 2;
 const SCALE = full ? [1000, 10_000] : [1000];
 const IDLE_SECONDS = full ? 60 : 5;
+/** Figure 6 at full size when it runs alone: the issue asks for 1 and 10,000 elections. */
+const METRICS_FULL = full || metricsOnly;
+const METRICS_COUNTS = METRICS_FULL ? [1, 10_000] : [1, 1000];
+/** Prometheus scrapes every minute by default; every 15 s is common. */
+const SCRAPE_EVERY_SECONDS = 15;
+/** Idle windows of figure 6: a whole number of scrape intervals, so that the scraped window has the scrape rate. */
+const METRICS_IDLE_SECONDS = METRICS_FULL ? 60 : SCRAPE_EVERY_SECONDS;
 /**
  * One TTL for every implementation on both stores. Consul refuses session TTLs
  * under its session_ttl_min (10 s by default): the benchmark's agent lowers it
@@ -513,6 +527,189 @@ async function scaleIn(kind: 'vip' | 'etcd3', endpoints: string[], prefix: strin
   return { count, settleMs: Number.NaN, rssMb: Number.NaN, idleCpuPercent: Number.NaN, failed: reason };
 }
 
+// ---------------------------------------------------------------------------
+// 6. Cost of metrics
+
+/** What worker.ts `metrics` reports; the scrape figures only with metrics. */
+interface MetricsCost {
+  count: number;
+  settleMs: number;
+  rssMb: number;
+  heapUsedMb: number;
+  idleCpuPercent: number;
+  /** Resident memory at the end of the idle window without scrapes. */
+  rssAfterIdleMb?: number;
+  firstScrapeMs?: number;
+  scrapeMs?: number;
+  scrapeBytes?: number;
+  scrapeSeries?: number;
+  scrapedCpuPercent?: number;
+  rssAfterScrapesMb?: number;
+  failed?: string;
+}
+
+type MetricsKind = 'without' | 'with' | 'process';
+type MetricsRun = Record<MetricsKind, MetricsCost>;
+
+/** `count` vip elections on etcd in a process of their own, every one tracked by a VipMetrics (per election, or for the process as a whole) or none. */
+async function metricsIn(kind: MetricsKind, endpoints: string[], prefix: string, count: number): Promise<MetricsCost> {
+  const args = [worker, 'metrics', kind, endpoints.join(','), String(count), String(METRICS_IDLE_SECONDS), prefix, String(SCRAPE_EVERY_SECONDS)];
+  const child = spawnJsonLines<Partial<MetricsCost>>(process.execPath, ['--expose-gc', ...args]);
+  const limit = 2 * METRICS_IDLE_SECONDS + 300;
+  const timedOut = await Promise.race([child.exited.then(() => false), bound(limit * 1000).then(() => true)]);
+  const exit = await child.kill('SIGKILL');
+  const result = child.lines.at(-1);
+  if (!timedOut && exit.code === 0 && result?.settleMs !== undefined) return result as MetricsCost;
+  const reason = timedOut ? `no result after ${limit} s` : (/^\w*Error\b.*$/m.exec(child.stderr(50))?.[0] ?? `exit code ${exit.code}, signal ${exit.signal}: ${child.stderr(3)}`);
+  log(`metrics: ${count} elections, ${kind}, failed: ${reason}`);
+  return { count, settleMs: Number.NaN, rssMb: Number.NaN, heapUsedMb: Number.NaN, idleCpuPercent: Number.NaN, failed: reason };
+}
+
+/** Each count without, then with metrics per election, then for the process as a whole: one process each, on the same etcd. */
+async function metricsCosts(endpoints: string[], prefix: string): Promise<MetricsRun[]> {
+  const pairs: MetricsRun[] = [];
+  for (const count of METRICS_COUNTS) {
+    log(`cost of metrics: ${count.toLocaleString('en')} election${count === 1 ? '' : 's'} on etcd without, with VipMetrics, with VipMetrics({ perElection: false }) (a process each, ${METRICS_IDLE_SECONDS} s idle windows)`);
+    const without = await metricsIn('without', endpoints, prefix, count);
+    const withMetrics = await metricsIn('with', endpoints, prefix, count);
+    pairs.push({ without, with: withMetrics, process: await metricsIn('process', endpoints, prefix, count) });
+  }
+  return pairs;
+}
+
+const METRICS_HEADING = '## 6. Cost of metrics';
+
+/** Figure 6 as a section of BENCHMARKS.md; `provenance` says where its figures come from when it is regenerated alone. */
+function metricsSection(pairs: MetricsRun[], provenance = ''): string {
+  const pct = (value: number | undefined): string => (value === undefined || Number.isNaN(value) ? '–' : `${value.toFixed(1)} %`);
+  const mib = (value: number | undefined): string => (value === undefined || Number.isNaN(value) ? '–' : `${value.toFixed(0)} MiB`);
+  const time = (value: number | undefined): string => (value === undefined || Number.isNaN(value) ? '–' : `${ms(value)} ms`);
+  const bytes = (value: number | undefined): string =>
+    value === undefined ? '–' : value >= 2 ** 20 ? `${(value / 2 ** 20).toFixed(1)} MiB` : value >= 1024 ? `${(value / 1024).toFixed(1)} KiB` : `${value} B`;
+  const vs = (value: number | undefined, base: number): string => (value === undefined ? '' : ` (${ratio(value, base)})`);
+  const costRows = pairs.flatMap(({ without: base, with: m, process: whole }) =>
+    [
+      ['without', base],
+      ['VipMetrics, series per election', m],
+      ['VipMetrics, perElection: false', whole],
+    ].map(([name, r]) => {
+      const row = r as MetricsCost;
+      const n = row.count.toLocaleString('en');
+      if (row.failed) return `| ${n} | ${name} | failed: ${row.failed.replace(/\|/g, '/').replace(/\n/g, ' ')} | | | | |`;
+      const own = row === base;
+      return `| ${n} | ${name} | ${time(row.settleMs)}${own ? '' : vs(row.settleMs, base.settleMs)} | ${mib(row.rssMb)}${own ? '' : vs(row.rssMb, base.rssMb)} | ${mib(row.heapUsedMb)}${own ? '' : vs(row.heapUsedMb, base.heapUsedMb)} | ${pct(row.idleCpuPercent)}${own ? '' : vs(row.idleCpuPercent, base.idleCpuPercent)} | ${own ? '–' : `${pct(row.scrapedCpuPercent)}${vs(row.scrapedCpuPercent, base.idleCpuPercent)}`} |`;
+    }),
+  );
+  const scrapeRows = pairs.flatMap(({ with: perElection, process: whole, without: base }) =>
+    ([['series per election', perElection], ['perElection: false', whole]] as const).map(([name, m]) =>
+    m.failed
+      ? `| ${m.count.toLocaleString('en')} | ${name} | failed | | | | | |`
+      : `| ${m.count.toLocaleString('en')} | ${name} | ${time(m.firstScrapeMs)} | ${time(m.scrapeMs)} | ${bytes(m.scrapeBytes)} | ${m.scrapeSeries?.toLocaleString('en') ?? '–'} | ${mib(m.rssAfterScrapesMb)}${base.rssAfterIdleMb === undefined ? '' : vs(m.rssAfterScrapesMb, base.rssAfterIdleMb)} | ${mib(base.rssAfterIdleMb)} |`,
+    ),
+  );
+  // The verdict for the largest count, from the figures of this run.
+  const last = pairs.at(-1)!;
+  let verdict = '';
+  if (!last.with.failed && !last.without.failed) {
+    const { with: m, without: base } = last;
+    const n = m.count.toLocaleString('en');
+    const extraMb = m.rssMb - base.rssMb;
+    const extraHeapMb = m.heapUsedMb - base.heapUsedMb;
+    const extraIdle = m.idleCpuPercent - base.idleCpuPercent;
+    const extraScraped = (m.scrapedCpuPercent ?? Number.NaN) - base.idleCpuPercent;
+    const perElection = (mb: number): string => `${((mb * 1024) / m.count).toFixed(1)} KiB per election`;
+    const signed = (value: number, digits: number): string => `${value >= 0 ? '+' : '−'}${Math.abs(value).toFixed(digits)}`;
+    const notSmall: string[] = [];
+    if (m.heapUsedMb > 1.25 * base.heapUsedMb) notSmall.push(`the live heap grows by more than a quarter (${ratio(m.heapUsedMb, base.heapUsedMb)})`);
+    if (m.rssMb > 1.25 * base.rssMb) notSmall.push(`resident memory grows by more than a quarter (${ratio(m.rssMb, base.rssMb)})`);
+    const afterScrapes = m.rssAfterScrapesMb ?? Number.NaN;
+    const baseAfterIdle = base.rssAfterIdleMb ?? Number.NaN;
+    if (afterScrapes > 1.25 * baseAfterIdle) notSmall.push(`after the scrapes resident memory is ${ratio(afterScrapes, baseAfterIdle)} that of the process without metrics`);
+    if (extraIdle > 1) notSmall.push(`idle CPU grows by more than 1 % of a core without scrapes`);
+    if (extraScraped > 2) notSmall.push(`scraping every ${SCRAPE_EVERY_SECONDS} s costs more than 2 % of a core`);
+    if ((m.scrapeMs ?? 0) > 1000) notSmall.push(`a scrape takes more than a second`);
+    const whole = last.process;
+    const wholeNote = whole.failed
+      ? ''
+      : ` With \`perElection: false\` (series for the process as a whole): live heap ${signed(whole.heapUsedMb - base.heapUsedMb, 1)} MiB (${ratio(whole.heapUsedMb, base.heapUsedMb)}), idle CPU ${signed(whole.idleCpuPercent - base.idleCpuPercent, 1)} points between scrapes and ${signed((whole.scrapedCpuPercent ?? Number.NaN) - base.idleCpuPercent, 1)} points scraped every ${SCRAPE_EVERY_SECONDS} s; one scrape ${time(whole.scrapeMs)}, ${bytes(whole.scrapeBytes)} in ${whole.scrapeSeries?.toLocaleString('en') ?? '–'} series${
+          whole.heapUsedMb <= 1.25 * base.heapUsedMb && whole.idleCpuPercent - base.idleCpuPercent <= 1 && (whole.scrapedCpuPercent ?? Infinity) - base.idleCpuPercent <= 2 && (whole.scrapeMs ?? Infinity) <= 1000
+            ? ': small by the same limits (resident memory aside, which varies by more than that between processes here).'
+            : ': not small either by the same limits.'
+        } A process with thousands of elections should use it; per-election series are for a few (their cost is per election: ${perElection(extraHeapMb)}, ${((m.scrapeSeries ?? 0) / m.count).toFixed(1)} series).`;
+    verdict = `At ${n} elections, with VipMetrics against without: live heap ${signed(extraHeapMb, 1)} MiB (${ratio(m.heapUsedMb, base.heapUsedMb)}; ${perElection(extraHeapMb)}), resident memory
+${signed(extraMb, 0)} MiB (${ratio(m.rssMb, base.rssMb)}), idle CPU ${signed(extraIdle, 1)} points of a core between scrapes and ${signed(extraScraped, 1)} points with a scrape every ${SCRAPE_EVERY_SECONDS} s
+(against the process without metrics, idle). Resident memory and CPU vary from one process to the next on this shared machine
+(the garbage a process happens to hold, other work on the two cores), by more than some of these differences: the live heap
+after a full collection is the steady memory figure. One scrape took ${time(m.scrapeMs)} (${time(m.firstScrapeMs)} the first, cold) and produced ${bytes(m.scrapeBytes)}
+of text in ${m.scrapeSeries?.toLocaleString('en') ?? '–'} series, and after the scrapes the process held ${mib(afterScrapes)} resident (${mib(baseAfterIdle)} without metrics
+at the same point); prom-client builds the text in JavaScript on the event loop, so the elections' timers wait
+while it runs (their deadlines are seconds away: ttl 10 s here). ${
+      notSmall.length === 0
+        ? 'By the limits this benchmark sets (live heap and resident memory at most 1.25×, when all lead and after the scrapes; idle CPU at most +1 point of a core, scraped at most +2 points, a scrape under 1 s), **the cost is small**.'
+        : `**The cost of series per election is not small** by the limits this benchmark sets (live heap and resident memory at most 1.25×, when all lead and after the scrapes; idle CPU at most +1 point of a core, scraped at most +2 points, a scrape under 1 s): ${notSmall.join('; ')}.`
+    }${wholeNote}`;
+  }
+  return `${METRICS_HEADING}: VipMetrics tracking every election, per election and for the process as a whole, against none (each configuration in a process of its own)
+
+${provenance}vip elections on one EtcdStore against the etcd above (its default limits), started all at once with ttl 10 s as in figure 5;
+each configuration in a fresh process, side by side in the same run, without metrics first. With metrics, one \`VipMetrics\`
+on a fresh prom-client \`Registry\` tracks every candidate (before start()): with series per election (the default), then with
+\`perElection: false\`. Memory is read when all lead: resident memory as
+figure 5 reads it (whatever the garbage collector left), then the heap used after a full collection (the live heap). CPU is in % of one
+core over ${METRICS_IDLE_SECONDS} s idle windows while holding: first without scrapes, then (with metrics) another window of the same
+length with a \`registry.metrics()\` call every ${SCRAPE_EVERY_SECONDS} s (Prometheus' default interval is 1 min; 15 s is common). Ratios are against
+the process without metrics at the same count.
+
+| elections | metrics | time until all lead | resident memory | heap used | CPU while idle (${METRICS_IDLE_SECONDS} s) | CPU while idle, scraped every ${SCRAPE_EVERY_SECONDS} s |
+| ---: | --- | ---: | ---: | ---: | ---: | ---: |
+${costRows.join('\n')}
+
+One scrape, \`await registry.metrics()\` in the process with metrics (after the first idle window):
+
+| elections | metrics | first scrape (cold) | scrape (median of the next 5) | text | series | resident memory after the scrapes | without metrics, after its idle window |
+| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |
+${scrapeRows.join('\n')}
+
+${verdict}
+`;
+}
+
+/** BENCHMARKS.md with figure 6 replaced (or inserted before the closing section), the other sections as they were. */
+function withMetricsSection(markdown: string, section: string): string {
+  const start = markdown.indexOf(`\n${METRICS_HEADING}`);
+  if (start >= 0) {
+    const next = markdown.indexOf('\n## ', start + 1);
+    return next >= 0 ? `${markdown.slice(0, start + 1)}${section}${markdown.slice(next)}` : `${markdown.slice(0, start + 1)}${section}`;
+  }
+  const closing = markdown.indexOf('\n## What this means');
+  if (closing >= 0) return `${markdown.slice(0, closing + 1)}${section}\n${markdown.slice(closing + 1)}`;
+  return `${markdown.replace(/\n*$/, '\n\n')}${section}`;
+}
+
+/** `npm run bench -- metrics`: figure 6 alone, on an etcd of its own; rewrites only its section of BENCHMARKS.md. */
+async function metricsAlone(): Promise<void> {
+  const date = new Date();
+  log(`figure 6 alone: cost of metrics at ${METRICS_COUNTS.map((n) => n.toLocaleString('en')).join(' and ')} elections, ${METRICS_IDLE_SECONDS} s idle windows`);
+  const etcd = await startEtcd({ enableV2: true }); // the same server as the whole run starts
+  try {
+    const version = ((await (await fetch(`${etcd.endpoints[0]}/version`)).json()) as { etcdserver: string }).etcdserver;
+    const pairs = await metricsCosts(etcd.endpoints, uniquePrefix('bench'));
+    const seconds = ((performance.now() - began) / 1000).toFixed(0);
+    const provenance = `Regenerated alone by \`npm run bench -- metrics\` on ${date.toISOString().slice(0, 10)}, in ${seconds} s, against etcd ${version} (1 member,
+started by the benchmark); ${operatingSystem()}; ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}; Node.js ${process.version}.
+The other sections are from the run described at the top.
+
+`;
+    const section = metricsSection(pairs, provenance);
+    const file = join(repositoryRoot, 'BENCHMARKS.md');
+    writeFileSync(file, withMetricsSection(existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n', section));
+    console.log(section);
+  } finally {
+    await etcd.close();
+    log(`figure 6 done in ${elapsed()} (wall time, server included)`);
+  }
+}
+
 /** A dot plot of failover samples per implementation on a log time axis, as SVG. */
 function failoverChart(series: [string, number[]][]): string {
   const width = 760;
@@ -565,7 +762,7 @@ function operatingSystem(): string {
 
 async function main(): Promise<void> {
   const date = new Date();
-  const counts = `${TRIALS} graceful trials per implementation (locked ${LOCKED_TRIALS}, consul lock ${CONSUL_LOCK_TRIALS}), ${CRASH_TRIALS} crash trials, scale up to ${SCALE.at(-1)!.toLocaleString('en')} elections, ${IDLE_SECONDS} s of idle CPU`;
+  const counts = `${TRIALS} graceful trials per implementation (locked ${LOCKED_TRIALS}, consul lock ${CONSUL_LOCK_TRIALS}), ${CRASH_TRIALS} crash trials, scale up to ${SCALE.at(-1)!.toLocaleString('en')} elections, ${IDLE_SECONDS} s of idle CPU, cost of metrics at ${METRICS_COUNTS.map((n) => n.toLocaleString('en')).join(' and ')} elections with ${METRICS_IDLE_SECONDS} s idle windows`;
   const quickNote = full
     ? ''
     : `**This is a quick run** (\`npm run bench\`): ${counts}. The full figures (at least 100 graceful and 10 crash trials, 10,000 elections, a minute of idle CPU) come from \`npm run bench -- --full\`.\n\n`;
@@ -672,6 +869,8 @@ async function main(): Promise<void> {
       scale.push({ count, rows });
     }
 
+    const metricsPairs = await metricsCosts(etcd.endpoints, etcdPrefix);
+
     const cpu = cpus()[0]?.model ?? 'unknown CPU';
     const ttls = (value: number): string => (value / 1000 / TTL).toFixed(2);
     const scaleRow = (count: number, name: string, s: Scale, base: Scale): string =>
@@ -770,6 +969,7 @@ ${scale.flatMap(({ count, rows }) => rows.map(([name, s]) => scaleRow(count, nam
 
 A failed row quotes the errors the implementation reported (each distinct error with its count).
 
+${metricsSection(metricsPairs)}
 ## What this means for choosing a TTL
 
 In this run a graceful handover took ${ms(gEtcd.p50)} ms on etcd and ${ms(gConsul.p50)} ms on Consul at p50, and by design it does
@@ -800,4 +1000,4 @@ often each process refreshes: one keepalive per ttl/3 for all its elections toge
   }
 }
 
-await main();
+await (metricsOnly ? metricsAlone() : main());

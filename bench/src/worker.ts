@@ -13,6 +13,17 @@
  * BATCH starts the campaigns that many at a time (each batch elected before the
  * next starts) instead of all at once.
  *
+ *   node dist/worker.js metrics with|process|without ENDPOINTS COUNT IDLE_SECONDS PREFIX SCRAPE_EVERY_SECONDS
+ *
+ * `metrics` runs COUNT vip elections on one EtcdStore, each tracked by one
+ * VipMetrics (`with`; `process`: with perElection false) or not (`without`), and prints one line: { count,
+ * settleMs, rssMb, heapUsedMb (after a full GC when run with node --expose-gc), idleCpuPercent,
+ * rssAfterIdleMb } and, with metrics, the scrapes
+ * (registry.metrics()): { firstScrapeMs, scrapeMs (median of the next
+ * SCRAPES), scrapeBytes, scrapeSeries, scrapedCpuPercent (CPU over a second
+ * idle window of the same length with a scrape every SCRAPE_EVERY_SECONDS),
+ * rssAfterScrapesMb }.
+ *
  * `consul-proxy` forwards HTTP to a Consul agent and counts the requests by
  * method and path (the key left out). It prints { port } once listening, and
  * { counts } for every `counts` line on its stdin. In a process of its own, so
@@ -24,8 +35,10 @@ import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { Candidate } from '@vip/core';
+import { VipMetrics } from '@vip/core/metrics';
 import { EtcdStore } from '@vip/etcd';
 import { Etcd3 } from 'etcd3';
+import { Registry } from 'prom-client';
 
 const [mode, ...args] = process.argv.slice(2);
 
@@ -124,6 +137,73 @@ async function scale(kind: string, endpoints: string[], count: number, idleSecon
   console.log(JSON.stringify({ count, settleMs, rssMb, idleCpuPercent }));
 }
 
+/** Scrapes timed after the first (cold) one; their median is reported. */
+const SCRAPES = 5;
+
+/** CPU of this process over `seconds` of wall time, in % of one core, while `during` runs (it may schedule work). */
+async function cpuPercentOver(seconds: number, during: () => () => void = () => () => {}): Promise<number> {
+  const cpuBefore = process.cpuUsage();
+  const wallBefore = performance.now();
+  const stop = during();
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  stop();
+  const cpu = process.cpuUsage(cpuBefore);
+  return ((cpu.user + cpu.system) / 1000 / (performance.now() - wallBefore)) * 100;
+}
+
+/**
+ * The cost of VipMetrics: `count` vip elections on one EtcdStore (as `scale`
+ * runs them), with every candidate tracked by one VipMetrics or none.
+ */
+async function metricsCost(kind: string, endpoints: string[], count: number, idleSeconds: number, prefix: string, scrapeEverySeconds: number): Promise<void> {
+  const started = performance.now();
+  const store = new EtcdStore(endpoints);
+  // `with`: series per election; `process`: perElection false, series for the process as a whole.
+  const metrics = kind === 'without' ? undefined : new VipMetrics({ registry: new Registry(), perElection: kind !== 'process' });
+  const candidates = Array.from({ length: count }, (_, i) => new Candidate(store, { path: `${prefix}metrics-${kind}-${count}-${i}`, ttl: 10 }));
+  for (const candidate of candidates) metrics?.track(candidate);
+  await Promise.all(
+    candidates.map(async (candidate) => {
+      await candidate.start();
+      await candidate.whenSelected();
+    }),
+  );
+  const settleMs = performance.now() - started;
+  const rssMb = process.memoryUsage().rss / 2 ** 20; // as `scale` reads it: whatever the garbage collector left
+  // The live heap: after a full collection (node --expose-gc), so that garbage does not blur the difference.
+  (globalThis as { gc?: () => void }).gc?.();
+  const result: Record<string, number> = { count, settleMs, rssMb, heapUsedMb: process.memoryUsage().heapUsed / 2 ** 20 };
+  result.idleCpuPercent = await cpuPercentOver(idleSeconds);
+  result.rssAfterIdleMb = process.memoryUsage().rss / 2 ** 20;
+  if (metrics) {
+    const scrape = async (): Promise<{ ms: number; text: string }> => {
+      const before = performance.now();
+      const text = await metrics.registry.metrics();
+      return { ms: performance.now() - before, text };
+    };
+    const first = await scrape();
+    const times: number[] = [];
+    for (let i = 0; i < SCRAPES; i++) times.push((await scrape()).ms);
+    times.sort((a, b) => a - b);
+    result.firstScrapeMs = first.ms;
+    result.scrapeMs = times[Math.floor(times.length / 2)]!;
+    result.scrapeBytes = Buffer.byteLength(first.text);
+    result.scrapeSeries = first.text.split('\n').filter((line) => line !== '' && !line.startsWith('#')).length;
+    // A scrape every scrapeEverySeconds, the first at the window's start: a 60 s window
+    // at 15 s has 4 scrapes, as a Prometheus server scraping at that interval would make.
+    result.scrapedCpuPercent = await cpuPercentOver(idleSeconds, () => {
+      const timers: NodeJS.Timeout[] = [];
+      for (let at = 0; at < idleSeconds; at += scrapeEverySeconds) timers.push(setTimeout(() => void metrics.registry.metrics(), at * 1000));
+      return () => timers.forEach(clearTimeout);
+    });
+    result.rssAfterScrapesMb = process.memoryUsage().rss / 2 ** 20;
+  }
+  metrics?.close();
+  await Promise.all(candidates.map((candidate) => candidate.stop()));
+  await store.close();
+  console.log(JSON.stringify(result));
+}
+
 const log = (id: string, event: string): void => void process.stdout.write(`${JSON.stringify({ at: Date.now(), id, event })}\n`);
 
 /** etcd3's Election in a process of its own, logging like test-integration/fixtures/candidate.mjs. */
@@ -180,5 +260,6 @@ function consulProxy(host: string, port: number): void {
 if (mode === 'scale') await scale(args[0]!, args[1]!.split(','), Number(args[2]), Number(args[3]), args[4]!, Number(args[5] ?? args[2]));
 else if (mode === 'etcd3-candidate') await etcd3Candidate(args[0]!.split(','), args[1]!, args[2]!, Number(args[3]));
 else if (mode === 'locked-candidate') lockedCandidate(args[0]!, args[1]!, args[2]!, Number(args[3]));
+else if (mode === 'metrics') await metricsCost(args[0]!, args[1]!.split(','), Number(args[2]), Number(args[3]), args[4]!, Number(args[5]));
 else if (mode === 'consul-proxy') consulProxy(args[0]!, Number(args[1]));
 else throw new Error(`worker: unknown mode ${JSON.stringify(mode)}`);
