@@ -180,6 +180,69 @@ describe('Candidate.health()', () => {
       expect(() => candidate.health({ unreachableAfter: bad as number })).toThrow(/unreachableAfter/);
     }
     expect(() => candidate.health(null as never)).toThrow(/options/);
+    // The words users act on, exactly (found by mutation testing).
+    expect(() => candidate.health({ unreachableAfter: -1 })).toThrow('Candidate.health: option "unreachableAfter" must be a number of seconds >= 0 (got number -1)');
+    expect(() => candidate.health(null as never)).toThrow('Candidate.health: option "options" must be an object like { unreachableAfter: 10 } or omitted (got null)');
+    expect(() => candidate.health({ unreachable: 1 } as never)).toThrow('Candidate.health: unknown option "unreachable" (valid options: unreachableAfter)');
+  });
+
+  it('leaderSince() is null when stopped and before the first read, when this process first saw the term on a follower, the term start on the leader', async () => {
+    const [leader, follower] = setup(2);
+    expect(leader!.candidate.leaderSince()).toBeNull();
+    await leader!.candidate.start();
+    await leader!.clock.until(() => leader!.candidate.isSelected());
+    expect(leader!.candidate.leaderSince()).toEqual(leader!.candidate.termStart());
+    const before = Date.now();
+    follower!.store.partition(); // the first read waits: no leader known yet
+    void follower!.candidate.start();
+    await follower!.clock.advance(10);
+    expect(follower!.candidate.health().state).toBe('starting');
+    expect(follower!.candidate.leaderSince()).toBeNull();
+    follower!.store.heal();
+    await follower!.clock.until(() => follower!.candidate.holder()?.id === 'n0');
+    expect(follower!.candidate.leaderSince()!.getTime()).toBeGreaterThanOrEqual(before);
+    expect(follower!.candidate.termStart()).toBeNull();
+  });
+
+  it('ignores watch trouble told after the run ended (stop, or a run before a restart), and a recovery it was never told the trouble of', async () => {
+    const clock = new FakeClock();
+    const inner = new MemoryStore({ clock });
+    const told: WatchTrouble[] = [];
+    const store: LockStore = {
+      compareAndSwap: (...args) => inner.compareAndSwap(...args),
+      refresh: (...args) => inner.refresh(...args),
+      watch: (key, signal, trouble) => (trouble && told.push(trouble), inner.watch(key, signal)),
+      close: () => inner.close(),
+    };
+    const candidate = new Candidate(store, { path: '/job', id: 'c', ttl: TTL, clock, random: () => 0.5 });
+    const errors: Error[] = [];
+    candidate.on('error', (error) => errors.push(error));
+    running.push({ candidate, clock, store: new FaultyStore(inner, { clock }) });
+    const settle = async (promise: Promise<unknown>): Promise<void> => {
+      let done = false;
+      void promise.then(() => (done = true));
+      for (let i = 0; i < 500 && !done; i++) await clock.advance(10);
+      await promise;
+    };
+    await candidate.start();
+    await clock.until(() => candidate.isSelected());
+    await settle(candidate.stop());
+    told[0]!(new Error('late'));
+    expect(errors).toEqual([]);
+    expect(candidate.health().reason).toBe('stopped');
+    await candidate.start();
+    await clock.until(() => candidate.isSelected());
+    told[0]!(new Error('from the old run'));
+    expect(errors).toEqual([]);
+    expect(candidate.health().unreachableFor).toBeNull();
+    // A recovery without trouble before it changes nothing.
+    told[1]!(null);
+    expect(candidate.health()).toMatchObject({ healthy: true, unreachableFor: null });
+    told[1]!(new Error('now'));
+    expect(errors.map((e) => e.message)).toEqual(['watch on "/job" failed: now']);
+    expect(candidate.health().unreachableFor).toBe(0);
+    told[1]!(null);
+    expect(candidate.health().unreachableFor).toBeNull();
   });
 });
 
