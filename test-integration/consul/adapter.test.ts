@@ -643,7 +643,7 @@ describe('ConsulStore: arguments and connection strings', () => {
 
   it('refuses bad connection strings and options, quoting them and saying what was expected', () => {
     expect(() => new ConsulStore('127.0.0.1:8500')).toThrow(/"127\.0\.0\.1:8500".*consul:\/\/127\.0\.0\.1:8500/);
-    expect(() => new ConsulStore('etcd://127.0.0.1:2379')).toThrow(/"etcd:\/\/127\.0\.0\.1:2379".*expected consul:\/\/host:port/);
+    expect(() => new ConsulStore('etcd://127.0.0.1:2379')).toThrow(/"etcd:\/\/127\.0\.0\.1:2379" is an etcd address; use new EtcdStore\("etcd:\/\/127\.0\.0\.1:2379"\) from @vip\/etcd/);
     expect(() => new ConsulStore('consul://a:8500,b:8500')).toThrow(/one agent/);
     expect(() => new ConsulStore('consul://h:99999')).toThrow(/out of range/);
     expect(() => new ConsulStore('')).toThrow(/empty/);

@@ -87,6 +87,6 @@ describe('unknown option keys are refused where the options are given', () => {
   it('new VipMetrics()', () => {
     const error = thrown(() => new VipMetrics({ registry: new Registry(), prefx: 'x_' } as never));
     expect(error.option).toBe('prefx');
-    expect(error.message).toBe('VipMetrics: unknown option "prefx" (did you mean "prefix"? valid options: registry, prefix, buckets, unreachableAfter)');
+    expect(error.message).toBe('VipMetrics: unknown option "prefx" (did you mean "prefix"? valid options: registry, prefix, buckets, unreachableAfter, perElection)');
   });
 });
