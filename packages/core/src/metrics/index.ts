@@ -92,7 +92,11 @@ function candidateOf(target: Trackable): Candidate | undefined {
 
 /**
  * The metrics of the elections it tracks, registered in one prom-client
- * registry. Labels: `path` (the election key) and `id` (this candidate's id).
+ * registry. Labels: `path` (the election key) and `id` (this candidate's id);
+ * with `perElection: false`, none of these per-election series but
+ * `vip_elections{state}`, `vip_elections_unhealthy` and
+ * `vip_time_left_min_seconds` for the process, and the counters without
+ * `path` and `id`.
  *
  * - `vip_leader` (gauge): 1 while this process leads, else 0.
  * - `vip_healthy` (gauge): 1 while `health()` says healthy, else 0.
@@ -233,6 +237,7 @@ export class VipMetrics {
           name,
           help: "Smallest time left to a local deadline among this process's leaders (absent when it leads none).",
           registers,
+          aggregator: 'min', // cluster workers: the leader nearest its deadline, not a sum
           collect() {
             const { minTimeLeft } = current();
             this.reset();
@@ -249,6 +254,8 @@ export class VipMetrics {
         help: 'Transitions of this process in the election: kind is select, deselect, suspend or resume; reason is why a term ended (deselect only).',
         labelNames: [...election, 'kind', 'reason'],
         registers,
+        // The process's zeros come back after a registry.resetMetrics() (a few series).
+        collect: perElection ? undefined : () => zeroProcess(),
       }),
     );
     this.#durations = this.#add(`${prefix}store_call_duration_seconds`, (name) =>
@@ -267,12 +274,15 @@ export class VipMetrics {
         help: perElection ? 'Store calls that failed (or watches that broke), by election and purpose.' : 'Store calls that failed (or watches that broke), by purpose.',
         labelNames: perElection ? ['path', 'purpose'] : ['purpose'],
         registers,
+        collect: perElection ? undefined : () => zeroProcess(),
       }),
     );
-    if (!perElection) {
+    // inc(…, 0) leaves a count as it is and brings a missing series at 0.
+    const zeroProcess = (): void => {
       for (const reason of ZERO_DESELECTS) this.#transitions.inc({ kind: 'deselect', reason }, 0);
       for (const purpose of PURPOSES) this.#errors.inc({ purpose }, 0);
-    }
+    };
+    if (!perElection) zeroProcess();
     subscribe(STORE_CALL_CHANNEL, this.#onStoreCall);
   }
 
@@ -318,6 +328,8 @@ export class VipMetrics {
       };
       for (const [kind, listener] of entry.listeners) target.on(kind, listener);
       this.#entries.set(target, entry);
+      // A follower's main trouble, a broken watch, at 0 from the start (per election).
+      if (this.#perElection) this.#errors.inc({ path: this.#labelsOf(entry).path!, purpose: 'watch' }, 0);
       const candidate = candidateOf(target);
       if (candidate) this.#byCandidate.set(candidate, entry);
       this.#untracked = new WeakSet();
@@ -325,19 +337,19 @@ export class VipMetrics {
     return () => this.untrack(target);
   }
 
-  /** Stop reporting `target`; its series, counters' included, disappear at the next scrape. */
+  /** Stop reporting `target`; its series, counters' included, disappear at the next scrape (with `perElection: false`, the process's counters keep what it counted). */
   untrack(target: Trackable): void {
     const entry = this.#entries.get(target);
     if (!entry) return;
     for (const [kind, listener] of entry.listeners) target.off(kind, listener);
     this.#entries.delete(target);
+    const candidate = candidateOf(target);
+    if (candidate) this.#byCandidate.delete(candidate);
     if (!this.#perElection) return; // the process's series stay, with what they counted
     for (const labels of entry.series.values()) this.#transitions.remove(labels);
     const path = this.#labelsOf(entry).path;
     const others = [...this.#entries.values()].some((other) => this.#labelsOf(other).path === path);
     if (!others) for (const purpose of PURPOSES) this.#errors.remove({ path: path!, purpose });
-    const candidate = candidateOf(target);
-    if (candidate) this.#byCandidate.delete(candidate);
   }
 
   /** Untrack everything, stop listening to store calls and remove the metrics from the registry. */

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Gauge, Registry } from 'prom-client';
+import { AggregatorRegistry, Gauge, Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Candidate } from '../candidate.js';
 import { VipOptionError } from '../errors.js';
@@ -136,7 +136,7 @@ describe('VipMetrics', () => {
     await other!.candidate.start();
     await other!.clock.advance(2000);
     expect(await valueOf(metrics, 'vip_store_errors_total', { purpose: 'acquire' })).toBeUndefined();
-    expect(await valueOf(metrics, 'vip_store_errors_total', { purpose: 'watch' })).toBeUndefined();
+    expect(await valueOf(metrics, 'vip_store_errors_total', { purpose: 'watch' })).toBe(0); // the tracked one's, at 0 from track()
   });
 
   it('reports an unreachable store as unhealthy after unreachableAfter, and how long', async () => {
@@ -220,6 +220,39 @@ describe('VipMetrics', () => {
     for (const reason of ['lost', 'expired']) {
       expect(await valueOf(metrics, 'vip_transitions_total', { id: 'n0', kind: 'deselect', reason }), reason).toBe(0);
     }
+  });
+
+  it('with perElection: false: an untracked election no longer counts, the nearest deadline is the minimum across cluster workers, and the zeros survive resetMetrics()', async () => {
+    const [a, b] = setup(2);
+    const metrics = new VipMetrics({ registry: new Registry(), perElection: false });
+    open.push(metrics);
+    metrics.track(a!.candidate);
+    await a!.candidate.start();
+    await a!.clock.until(() => a!.candidate.isSelected());
+    metrics.untrack(a!.candidate);
+    a!.store.failNext(1, ['refresh']);
+    await a!.clock.advance(1500);
+    expect(await metrics.registry.metrics()).toContain('vip_store_errors_total{purpose="refresh"} 0');
+    // Two cluster workers, each leading: the aggregate keeps the nearer deadline, not the sum.
+    const other = new VipMetrics({ registry: new Registry(), perElection: false });
+    open.push(other);
+    metrics.track(a!.candidate);
+    other.track(a!.candidate); // as if a second worker led with the same time left
+    void b;
+    const workers = [await metrics.registry.getMetricsAsJSON(), await other.registry.getMetricsAsJSON()];
+    const aggregated = await AggregatorRegistry.aggregate(workers as never).getSingleMetricAsString('vip_time_left_min_seconds');
+    expect(Number(/^vip_time_left_min_seconds (\S+)$/m.exec(aggregated)?.[1])).toBeCloseTo(a!.candidate.timeLeft()!, 6);
+    metrics.registry.resetMetrics();
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('vip_transitions_total{kind="deselect",reason="lost"} 0');
+    expect(text).toContain('vip_store_errors_total{purpose="watch"} 0');
+  });
+
+  it('per election, a broken watch (a follower\'s main trouble) is at 0 from the start too', async () => {
+    const [a] = setup(1);
+    const metrics = metricsIn();
+    metrics.track(a!.candidate);
+    expect(await valueOf(metrics, 'vip_store_errors_total', { path: '/job', purpose: 'watch' })).toBe(0);
   });
 
   it('with perElection: false, reports the process as a whole in a handful of series whatever the number of elections', async () => {
