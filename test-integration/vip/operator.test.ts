@@ -26,10 +26,10 @@ function vip(args: string[]) {
   return { child, exited, out: () => out, err: () => err };
 }
 
-async function until(condition: () => boolean, what: string, ms = 60_000): Promise<void> {
+async function until(condition: () => boolean, what: string | (() => string), ms = 60_000): Promise<void> {
   const start = Date.now();
   while (!condition()) {
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
@@ -49,12 +49,12 @@ async function outage(store: string, path: string, ttl: number, kill: () => Prom
 
   await kill();
   for (const [name, node] of Object.entries(nodes)) {
-    await until(() => / unreachable: /.test(node.err()), `${name} to say the store is unreachable (stderr: ${node.err()})`);
+    await until(() => / unreachable: /.test(node.err()), () => `${name} to say the store is unreachable (stderr of each: ${Object.entries(nodes).map(([n, o]) => `${n}: ${o.err()}`).join(' | ')})`);
   }
   await new Promise((resolve) => setTimeout(resolve, 10_000));
   await start();
   for (const [name, node] of Object.entries(nodes)) {
-    await until(() => /reachable again after \d+ s/.test(node.err()), `${name} to say the store is back (stderr: ${node.err()})`);
+    await until(() => /reachable again after \d+ s/.test(node.err()), () => `${name} to say the store is back (stderr: ${node.err()})`);
   }
   for (const [name, node] of Object.entries(nodes)) {
     const err = node.err();

@@ -309,6 +309,9 @@ async function run(argv: string[]): Promise<number> {
     wrongServer(1);
     wrongServer = undefined;
   };
+  // Events the store's answers bring say at once that it answers (the poll below could be late
+  // for an outage that starts right after the first read: it would be taken for "never reached").
+  for (const event of ['change', 'select', 'refresh'] as const) candidate.on(event, () => outage.answered());
   const poll = setInterval(() => {
     const health = candidate.health();
     if (health.state !== 'starting' && health.state !== 'stopped' && health.unreachableFor === null) outage.answered();
