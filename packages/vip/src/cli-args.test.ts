@@ -124,6 +124,8 @@ describe('parseCommandLine', () => {
       );
       expect(runError(['--value', 'a b', 'node', 'job.js', ''])).toBe(`the command goes after --, e.g. vip run --value 'a b' -- node job.js ''`);
       expect(runError(['./job.sh'])).toBe('the command goes after --, e.g. vip run -- ./job.sh');
+      // The command's own -- does not make its first word a stray one: -c is no option of vip's.
+      expect(runError(['--path', '/job', 'sh', '-c', 'x', '--', 'y'])).toBe('the command goes after --, e.g. vip run --path /job -- sh -c x -- y');
     });
 
     it('a stray word before -- is reported as such', () => {

@@ -138,6 +138,8 @@ export function parseCommandLine<const S extends OptionsSpec>(
     fail(guess !== undefined ? `unknown option ${typed}${note} (did you mean --${guess}?)` : `unknown option ${typed}${note}; ${list()}`);
   };
   const isOption = (word: string): boolean => word.length > 1 && word.startsWith('-') && !NEGATIVE_NUMBER.test(word);
+  const isVipOption = (word: string): boolean =>
+    word.startsWith('--') ? [...names, 'help'].includes(word.slice(2).split('=')[0]!) : byShort.has(word.slice(1)) || word === '-h';
   const set = (name: string, value: string | true): void => {
     const before = given.get(name);
     if (before !== undefined) {
@@ -184,7 +186,11 @@ export function parseCommandLine<const S extends OptionsSpec>(
       const previous = i > 0 ? argv[i - 1]! : undefined;
       const flag = previous?.startsWith('--') ? previous.slice(2) : previous?.startsWith('-') ? byShort.get(previous.slice(1)) : undefined;
       const afterBoolean = flag !== undefined && spec[flag]?.type === 'boolean' ? `; --${flag} takes no value` : '';
-      if (takesCommand && !argv.slice(i + 1).includes('--')) {
+      const terminator = argv.indexOf('--', i + 1);
+      const upTo = terminator < 0 ? argv.slice(i + 1) : argv.slice(i + 1, terminator);
+      // An option vip does not have between this word and a later -- belongs to a command (sh -c x -- y).
+      const foreign = upTo.some((w) => isOption(w) && !isVipOption(w));
+      if (takesCommand && (terminator < 0 || foreign)) {
         // The user forgot the --: this word starts the command, and so does all that follows.
         commandStart = i;
         break;
