@@ -1,40 +1,15 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { repositoryRoot, startEtcd, uniquePrefix, type EtcdCluster } from '../harness/index.js';
+import { describe, expect, it } from 'vitest';
+import { startEtcd, uniquePrefix, type EtcdCluster } from '../harness/index.js';
+import { until, vipProcesses } from '../harness/vip-cli.js';
 
 // `vip run` processes against a real etcd: the guarded command runs on exactly
 // one node at a time, dies with its `vip`, and moves to the other node.
-const bin = join(repositoryRoot, 'packages', 'vip', 'bin', 'vip.mjs');
 const TTL = 2;
 
-const spawned: ChildProcess[] = [];
-const cleanup: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const child of spawned.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  for (const close of cleanup.splice(0).reverse()) await close();
-});
-
-function vip(args: string[]) {
-  const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  spawned.push(child);
-  const out: string[] = [];
-  const err: string[] = [];
-  child.stdout!.on('data', (chunk) => out.push(String(chunk)));
-  child.stderr!.on('data', (chunk) => err.push(String(chunk)));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, exited, out: () => out.join(''), err: () => err.join('') };
-}
-
-async function until(condition: () => boolean, what: string, ms = 30_000): Promise<void> {
-  const start = Date.now();
-  while (!condition()) {
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+const { vip, defer } = vipProcesses();
 
 const alive = (pid: number): boolean => {
   try {
@@ -68,7 +43,7 @@ const readLog = (file: string): WorkerLine[] =>
 
 async function setup() {
   const etcd: EtcdCluster = await startEtcd();
-  cleanup.push(() => etcd.close());
+  defer(() => etcd.close());
   const dir = mkdtempSync(join(tmpdir(), 'vip-run-'));
   return { etcd, store: etcd.connectionString, path: `${uniquePrefix('vip-run')}job`, logFile: join(dir, 'workers.log') };
 }

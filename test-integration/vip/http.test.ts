@@ -1,42 +1,18 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { repositoryRoot, startConsul, startEtcd, uniqueConsulPrefix, uniquePrefix } from '../harness/index.js';
+import { describe, expect, it } from 'vitest';
+import { startConsul, startEtcd, uniqueConsulPrefix, uniquePrefix } from '../harness/index.js';
+import { until, vipProcesses } from '../harness/vip-cli.js';
 
 // Two `vip run --http` processes on one path, as an operator deploys them, against
 // real etcd and Consul: what /metrics, /leader and /healthz say before and after
 // the leader is killed with SIGKILL.
-const bin = join(repositoryRoot, 'packages', 'vip', 'bin', 'vip.mjs');
-
-const spawned: ChildProcess[] = [];
-const cleanup: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const child of spawned.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  for (const close of cleanup.splice(0).reverse()) await close();
-});
+const { vip, defer } = vipProcesses();
 
 function vipRun(store: string, path: string, id: string, ttl: number) {
   const command = [process.execPath, '-e', 'process.on("SIGTERM", () => process.exit(0)); setInterval(() => {}, 1000)'];
-  const child = spawn(process.execPath, [bin, 'run', '--store', store, '--path', path, '--id', id, '--ttl', String(ttl), '--http', '127.0.0.1:0', '--', ...command], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  spawned.push(child);
-  let err = '';
-  child.stderr!.on('data', (chunk) => (err += chunk));
-  child.stdout!.resume();
-  return { id, child, err: () => err, url: () => /serving \/metrics, \/healthz and \/leader on (http:\/\/\S+)/.exec(err)?.[1] };
+  const node = vip(['run', '--store', store, '--path', path, '--id', id, '--ttl', String(ttl), '--http', '127.0.0.1:0', '--', ...command]);
+  return { ...node, id, url: () => /serving \/metrics, \/healthz and \/leader on (http:\/\/\S+)/.exec(node.err())?.[1] };
 }
 type Node = ReturnType<typeof vipRun>;
-
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, ms: number): Promise<T> {
-  const start = Date.now();
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 interface Leader {
   path: string;
@@ -133,7 +109,7 @@ async function scenario(store: string, path: string, ttl: number, crashBoundMs: 
 describe('vip run --http: two nodes on one path', () => {
   it('etcd: one reports itself leader in /metrics and /leader; after a SIGKILL of it the other does within the crash bound; /healthz 200 throughout', async () => {
     const etcd = await startEtcd();
-    cleanup.push(() => etcd.close());
+    defer(() => etcd.close());
     const ttl = 2;
     // etcd's crash bound: the lease expires ttl after the last keepalive (at most ttl after the kill),
     // then the follower sees the key deleted and acquires; + 5 s for two processes on a loaded machine.
@@ -142,7 +118,7 @@ describe('vip run --http: two nodes on one path', () => {
 
   it('Consul (agent with its default limits): the same, within 3 × ttl (session invalidation up to 2 × ttl, then the lock delay)', async () => {
     const consul = await startConsul();
-    cleanup.push(() => consul.close());
+    defer(() => consul.close());
     const ttl = 10; // Consul's smallest session TTL with its default limits
     await scenario(consul.connectionString, `${uniqueConsulPrefix('vip-http')}job`, ttl, 3 * ttl * 1000 + 5000);
   }, 120_000);

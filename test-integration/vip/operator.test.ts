@@ -1,38 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { freePort, repositoryRoot, startConsul, startEtcd, uniqueConsulPrefix, uniquePrefix } from '../harness/index.js';
+import { describe, expect, it } from 'vitest';
+import { freePort, startConsul, startEtcd, uniqueConsulPrefix, uniquePrefix } from '../harness/index.js';
+import { until, vipProcesses } from '../harness/vip-cli.js';
 
 // What an operator reads when things break, on every node: the leader's
 // `vip run`, the follower's, and `vip watch`, against real servers that are
 // killed and started again, and against a server of the other kind.
-const bin = join(repositoryRoot, 'packages', 'vip', 'bin', 'vip.mjs');
-
-const spawned: ChildProcess[] = [];
-const cleanup: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const child of spawned.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  for (const close of cleanup.splice(0).reverse()) await close();
-});
-
-function vip(args: string[]) {
-  const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  spawned.push(child);
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (chunk) => (out += chunk));
-  child.stderr!.on('data', (chunk) => (err += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, exited, out: () => out, err: () => err };
-}
-
-async function until(condition: () => boolean, what: string | (() => string), ms = 60_000): Promise<void> {
-  const start = Date.now();
-  while (!condition()) {
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+const { vip, defer } = vipProcesses();
+/** The outages take a while: a minute for each wait. */
+const wait = (condition: () => boolean, what: string | (() => string)): Promise<true> => until(condition, what, 60_000);
 
 const command = [process.execPath, '-e', 'process.on("SIGTERM", () => process.exit(0)); setInterval(() => {}, 1000)'];
 const count = (text: string, pattern: RegExp): number => text.split('\n').filter((line) => pattern.test(line)).length;
@@ -40,21 +15,21 @@ const count = (text: string, pattern: RegExp): number => text.split('\n').filter
 /** Leader, follower and watcher through a 10 s outage of the store: one line when it goes, one when it is back, on each. */
 async function outage(store: string, path: string, ttl: number, kill: () => Promise<void>, start: () => Promise<void>): Promise<void> {
   const leader = vip(['run', '--store', store, '--path', path, '--id', 'a', '--ttl', String(ttl), '--', ...command]);
-  await until(() => leader.err().includes('leading'), `a to lead (stderr: ${leader.err()})`);
+  await wait(() => leader.err().includes('leading'), `a to lead (stderr: ${leader.err()})`);
   const follower = vip(['run', '--store', store, '--path', path, '--id', 'b', '--ttl', String(ttl), '--', ...command]);
-  await until(() => follower.err().includes('leader is a'), `b to follow a (stderr: ${follower.err()})`);
+  await wait(() => follower.err().includes('leader is a'), `b to follow a (stderr: ${follower.err()})`);
   const watcher = vip(['watch', '--store', store, '--path', path]);
-  await until(() => watcher.out().includes('leader: a'), `vip watch to show a (stdout: ${watcher.out()})`);
+  await wait(() => watcher.out().includes('leader: a'), `vip watch to show a (stdout: ${watcher.out()})`);
   const nodes = { leader, follower, watcher };
 
   await kill();
   for (const [name, node] of Object.entries(nodes)) {
-    await until(() => / unreachable: /.test(node.err()), () => `${name} to say the store is unreachable (stderr of each: ${Object.entries(nodes).map(([n, o]) => `${n}: ${o.err()}`).join(' | ')})`);
+    await wait(() => / unreachable: /.test(node.err()), () => `${name} to say the store is unreachable (stderr of each: ${Object.entries(nodes).map(([n, o]) => `${n}: ${o.err()}`).join(' | ')})`);
   }
   await new Promise((resolve) => setTimeout(resolve, 10_000));
   await start();
   for (const [name, node] of Object.entries(nodes)) {
-    await until(() => /reachable again after \d+ s/.test(node.err()), () => `${name} to say the store is back (stderr: ${node.err()})`);
+    await wait(() => /reachable again after \d+ s/.test(node.err()), () => `${name} to say the store is back (stderr: ${node.err()})`);
   }
   for (const [name, node] of Object.entries(nodes)) {
     const err = node.err();
@@ -71,13 +46,13 @@ async function outage(store: string, path: string, ttl: number, kill: () => Prom
 describe('what an operator reads when the store goes away and comes back', () => {
   it('etcd killed for 10 s under two vip run --ttl 3 and a vip watch', async () => {
     const etcd = await startEtcd();
-    cleanup.push(() => etcd.close());
+    defer(() => etcd.close());
     await outage(etcd.connectionString, `${uniquePrefix('vip-outage')}job`, 3, () => etcd.killMember(0), () => etcd.startMember(0));
   }, 150_000);
 
   it('Consul (a server that keeps its state) killed for 10 s under two vip run and a vip watch', async () => {
     const consul = await startConsul({ persistent: true });
-    cleanup.push(() => consul.close());
+    defer(() => consul.close());
     await outage(consul.connectionString, `${uniqueConsulPrefix('vip-outage')}job`, 10, () => consul.kill(), () => consul.start());
   }, 150_000);
 });
@@ -103,7 +78,7 @@ describe('a store that is unreachable from the start', () => {
 describe('a store address that points at the other kind of server', () => {
   it('says so on vip run, vip status and vip watch, and exits 1', async () => {
     const [etcd, consul] = await Promise.all([startEtcd(), startConsul()]);
-    cleanup.push(() => etcd.close(), () => consul.close());
+    defer(() => etcd.close(), () => consul.close());
     const etcdPort = new URL(etcd.endpoints[0]!).port;
     const cases: [string, RegExp][] = [
       [`consul://127.0.0.1:${etcdPort}`, /this does not look like a Consul agent/],
