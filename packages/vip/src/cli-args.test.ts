@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CliUsageError, didYouMean, editDistance, parseCommandLine, shellQuote, type OptionsSpec } from './cli-args.js';
 
-// The options of vip run and vip status as cli.ts declares them.
+// Options shaped like those of vip run and vip status (cli.ts declares the real ones; these are fixed for the messages below).
 const run = {
   store: { type: 'string', value: 'URL', example: 'etcd://127.0.0.1:2379' },
   path: { type: 'string', value: 'P', example: '/jobs/report' },

@@ -2,6 +2,7 @@
  * The `vip` command: run a command only while this node leads (like
  * `consul lock` and `etcdctl lock`), and look at an election from a shell.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { Candidate, sameHolder, VipOptionError, VipStoreError, VipTimeoutError, type Holder, type LockStore } from '@vip/core';
 import { openStore, redactConnectionString } from './connection.js';
 import { parseListenAddress, serveHttp, VipHttpError, type HttpServer } from './http.js';
@@ -248,7 +249,8 @@ async function watch(argv: string[]): Promise<number> {
         if (isWrongServer(error)) throw new Error(`the store ${where}: ${plainCause(error)}`, { cause: error });
         outage.failed(error);
       }
-      await sleep(Math.min(5000, 250 * 2 ** Math.min(attempt, 5)), signal);
+      // Resolves early (rejecting) once interrupted: the loop then ends.
+      await delay(Math.min(5000, 250 * 2 ** Math.min(attempt, 5)), undefined, { signal }).catch(() => {});
     }
   } finally {
     outage.close();
@@ -279,7 +281,7 @@ async function run(argv: string[]): Promise<number> {
     await store.close();
     // In the CLI's words: the flag, not the class and option behind it.
     if (error instanceof VipOptionError && ['path', 'id', 'value', 'ttl'].includes(error.option)) {
-      throw new UsageError(`--${error.option} ${error.message.slice(error.message.indexOf('must be'))}`, 'run');
+      throw asFlag(error, `--${error.option}`);
     }
     throw error;
   }
@@ -346,17 +348,9 @@ function log(line: string): void {
   process.stderr.write(`vip run: ${line}\n`);
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
+/** A library option error (`X: option "ttl" must be …`) in the CLI's words: `--ttl must be …`. */
+function asFlag(error: VipOptionError, flag: string): UsageError {
+  return new UsageError(`${flag} ${error.message.slice(error.message.indexOf('must be'))}`, 'run');
 }
 
 /** Checks an --http address before anything starts; a malformed one is a usage error. */
@@ -365,7 +359,7 @@ function listenAddress(text: string): void {
     parseListenAddress(text, 'vip run', '--http');
   } catch (error) {
     if (!(error instanceof VipOptionError)) throw error;
-    throw new UsageError(`--http ${error.message.slice(error.message.indexOf('must be'))}`, 'run');
+    throw asFlag(error, '--http');
   }
 }
 

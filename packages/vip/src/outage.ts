@@ -21,29 +21,27 @@ const CAUSES: [RegExp, string][] = [
   [/UNAVAILABLE|No connection established|5\d\d /, 'unavailable'],
 ];
 
+/** An error and its causes, outermost first (at most 8: a guard against a cause that loops). */
+function causes(error: unknown): unknown[] {
+  const found: unknown[] = [];
+  for (let e: unknown = error; e !== undefined && e !== null && found.length < 8; e = e instanceof Error ? e.cause : undefined) found.push(e);
+  return found;
+}
+
 /** Whether the store's address is served by something else (VipWrongServerError anywhere in the cause chain). */
 export function isWrongServer(error: unknown): boolean {
-  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
-    if ((e as { code?: unknown }).code === 'VIP_WRONG_SERVER') return true;
-  }
-  return false;
+  return causes(error).some((e) => e instanceof Error && (e as { code?: unknown }).code === 'VIP_WRONG_SERVER');
 }
 
 /** Every message and code along an error's cause chain, as one text. */
 function chain(error: unknown): string {
-  const parts: string[] = [];
-  for (let e: unknown = error, depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
-    if (e instanceof Error) {
-      parts.push(`${e.name}: ${e.message}`);
+  return causes(error)
+    .flatMap((e) => {
+      if (!(e instanceof Error)) return [String(e)];
       const code = (e as { code?: unknown }).code;
-      if (typeof code === 'string') parts.push(code);
-      e = e.cause;
-    } else {
-      parts.push(String(e));
-      break;
-    }
-  }
-  return parts.join(' | ');
+      return typeof code === 'string' ? [`${e.name}: ${e.message}`, code] : [`${e.name}: ${e.message}`];
+    })
+    .join(' | ');
 }
 
 /**
@@ -53,11 +51,8 @@ function chain(error: unknown): string {
  */
 export function plainCause(error: unknown): string {
   const text = chain(error);
-  const innermost = (() => {
-    let e: unknown = error;
-    while (e instanceof Error && e.cause !== undefined) e = e.cause;
-    return e instanceof Error ? e.message : String(e);
-  })();
+  const last = causes(error).at(-1) ?? error;
+  const innermost = last instanceof Error ? last.message : String(last);
   if (/does not look like/.test(text)) return /(this does not look like[^|]*)/.exec(text)?.[1]?.trim() ?? innermost;
   if (error instanceof Error && (isTlsError(error) || (error.cause instanceof Error && isTlsError(error.cause)))) {
     return `TLS handshake failed (${firstLine(innermost)})`;
