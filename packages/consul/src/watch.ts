@@ -28,6 +28,7 @@
  *   instead of waiting in silence for an agent that does not answer.
  */
 import { sameHolder, type Holder, type WatchTrouble } from '@vip/core';
+import { troubleReporter } from '@vip/core/adapter';
 import { decodeHolder } from './codec.js';
 import { isTransient, type ConsulHttp, type KvEntry } from './consul-http.js';
 
@@ -50,15 +51,8 @@ export function holderOf(entry: KvEntry | undefined): Holder | null {
 
 export async function* watchHolder(context: WatchContext, key: string, signal: AbortSignal, trouble?: WatchTrouble): AsyncGenerator<Holder | null, void, undefined> {
   const { signal: stop, dispose } = eitherAborts(signal, context.closed);
-  const report = (error: Error | null): void => {
-    try {
-      trouble?.(error);
-    } catch {
-      // the caller's problem, not the watch's
-    }
-  };
   try {
-    yield* follow(context, key, stop, report);
+    yield* follow(context, key, stop, troubleReporter(trouble, stop));
   } finally {
     dispose();
   }
@@ -90,7 +84,7 @@ async function* follow(context: WatchContext, key: string, stop: AbortSignal, re
       consistent = true;
       continue;
     }
-    if (failures > 0) report(null);
+    report(null); // passed on only after trouble
     failures = 0;
     const index = Math.max(answer.index, 1);
     if (index < lastIndex) {

@@ -17,6 +17,7 @@
  * during a long outage) is replaced by a new one after a fresh read.
  */
 import type { Holder, WatchTrouble } from '@vip/core';
+import { troubleReporter } from '@vip/core/adapter';
 import { isRecoverableError, type Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import { decodeHolder } from './codec.js';
 
@@ -48,19 +49,6 @@ const CANCEL_WAIT_MS = 1000;
 
 export async function* watchHolder(context: WatchContext, key: string, signal: AbortSignal, trouble?: WatchTrouble): AsyncGenerator<Holder | null, void, undefined> {
   const name = Buffer.from(key);
-  // Trouble we ride out (a broken stream etcd3 re-creates, a read we retry) is
-  // told as it happens, and its end once etcd answers a read again.
-  let troubled = false;
-  const report = (error: Error | null): void => {
-    // Nothing after the watch is over: etcd3 may still emit on a watcher whose cancel it never confirmed.
-    if (stop.signal.aborted || (error === null && !troubled)) return;
-    troubled = error !== null;
-    try {
-      trouble?.(error);
-    } catch {
-      // the caller's problem, not the watch's
-    }
-  };
   const inbox: Item[] = [];
   let wake: (() => void) | undefined;
   const push = (item: Item): void => {
@@ -69,6 +57,10 @@ export async function* watchHolder(context: WatchContext, key: string, signal: A
   };
   // One signal for "this watch is over": its caller's signal, or the store closing.
   const stop = new AbortController();
+  // Trouble we ride out (a broken stream etcd3 re-creates, a read we retry) is
+  // told as it happens, and its end once etcd answers a read again; nothing
+  // after the watch is over (etcd3 may still emit on a watcher whose cancel it never confirmed).
+  const report = troubleReporter(trouble, stop.signal);
   const onStop = (): void => {
     stop.abort();
     wake?.();

@@ -10,4 +10,5 @@ export type { Claim, Holder, LockStore, StoreLimits, SwapResult, WatchTrouble } 
 export { sameHolder, sameTerm } from '../store.js';
 export { checkClaim, checkHolder, checkKnownKeys, checkNonEmptyString, checkObject, checkSeconds, checkSignal, type SecondsRange } from './checks.js';
 export { CANDIDATE_OPTION_KEYS } from '../options.js';
+export { troubleReporter } from './trouble.js';
 export { HoldPool, type Hold, type HoldBackend, type HoldPoolOptions } from './hold-pool.js';
