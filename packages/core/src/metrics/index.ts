@@ -20,7 +20,7 @@
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { Counter, Gauge, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
-import type { Candidate } from '../candidate.js';
+import type { Candidate, CandidateHealth } from '../candidate.js';
 import { STORE_CALL_CHANNEL, type StoreCallMessage } from '../diagnostics.js';
 import { checkKnownKeys } from '../adapter/checks.js';
 import { describe, VipOptionError } from '../errors.js';
@@ -170,11 +170,23 @@ export class VipMetrics {
       );
     };
     const health = unreachableAfter === undefined ? {} : { unreachableAfter };
+    // One health() per election per scrape, whichever gauges read it: a scrape collects
+    // every metric in one synchronous turn, so the reports are forgotten in the next microtask.
+    let reports: Map<Candidate, CandidateHealth> | undefined;
+    const healthOf = (candidate: Candidate): CandidateHealth => {
+      if (!reports) {
+        reports = new Map();
+        queueMicrotask(() => (reports = undefined));
+      }
+      let report = reports.get(candidate);
+      if (!report) reports.set(candidate, (report = candidate.health(health)));
+      return report;
+    };
 
     if (perElection) {
       gauge('leader', 'Whether this process leads the election (1) or not (0).', (c) => (c?.isSelected() ? 1 : 0));
       gauge('healthy', 'Whether the election is healthy (1) or not (0), as Candidate.health() says: a follower with a live watch or a leader with time left.', (c) =>
-        c?.health(health).healthy ? 1 : 0,
+        c && healthOf(c).healthy ? 1 : 0,
       );
       gauge('time_left_seconds', "Seconds left to this leader's local deadline (present only while leading).", (c) => c?.timeLeft() ?? null);
       gauge('fencing_token', "The current holder's fencing token as this process sees it (present while a holder is known).", (c) => {
@@ -185,7 +197,7 @@ export class VipMetrics {
         const since = c?.leaderSince();
         return since ? since.getTime() / 1000 : null;
       });
-      gauge('store_unreachable_seconds', 'Seconds the store has not answered this election (0 while it answers).', (c) => (c ? (c.health().unreachableFor ?? 0) : 0));
+      gauge('store_unreachable_seconds', 'Seconds the store has not answered this election (0 while it answers).', (c) => (c ? (healthOf(c).unreachableFor ?? 0) : 0));
     } else {
       // The process as a whole: one pass over the elections per scrape, a handful of series.
       let tally: { states: Map<string, number>; unhealthy: number; minTimeLeft: number | null } | undefined;
@@ -194,7 +206,8 @@ export class VipMetrics {
         let unhealthy = 0;
         let minTimeLeft: number | null = null;
         for (const entry of entries.values()) {
-          const report = candidateOf(entry.target)?.health(health);
+          const candidate = candidateOf(entry.target);
+          const report = candidate && healthOf(candidate);
           const state = report?.state ?? 'stopped';
           states.set(state, (states.get(state) ?? 0) + 1);
           if (!report?.healthy) unhealthy++;
