@@ -12,11 +12,15 @@
  * - can be abandoned through an AbortSignal: papi aborts a request when its
  *   `ctx` EventEmitter emits `cancel`; the listener on the signal is removed
  *   when the request ends, so a long-lived signal collects no listeners;
- * - asks for the response (`ctx.includeResponse`), for status and headers.
+ * - asks for the response (`ctx.includeResponse`), for status and headers;
+ * - waits its turn in the store's RequestLimit (request-limit.ts), except the
+ *   watches' blocking queries, which are one per group of keys (watch.ts):
+ *   so a store holds at most `maxRequests` + its groups connections to the agent.
  */
 import { EventEmitter } from 'node:events';
 import type Consul from 'consul';
 import { explainTlsError, isTlsError, VipOptionError, VipWrongServerError, type TlsHints } from '@vip/core/adapter';
+import { RequestLimit, type Lane } from './request-limit.js';
 
 /** A KV entry as Consul's HTTP API returns it (`Value` already base64-decoded to UTF-8 by the client). */
 export interface KvEntry {
@@ -76,6 +80,7 @@ interface CallOptions {
 interface ClientCalls {
   kv: {
     get(options: CallOptions & { key: string; consistent?: boolean; index?: string; wait?: string }): Promise<[Response, KvEntry?]>;
+    get(options: CallOptions & { key: string; recurse: true; consistent?: boolean; index?: string; wait?: string }): Promise<[Response, KvEntry[]?]>;
   };
   session: {
     create(
@@ -146,55 +151,72 @@ export class ConsulHttp {
   /** Whether a KV read was ever answered as a Consul agent answers (see readKey). */
   #answeredAsConsul = false;
   readonly #timeoutMs: number;
-
   readonly #tls: TlsHints | undefined;
+  /** Requests in flight at once, blocking queries aside. */
+  readonly limit: RequestLimit;
 
-  /** `clientCertificate`: whether HTTPS requests present a client certificate (undefined: not known, or plain HTTP). */
-  constructor(client: Consul, requestTimeoutMs: number, clientCertificate?: boolean) {
+  /**
+   * `maxRequests`: requests in flight at once, blocking queries aside.
+   * `clientCertificate`: whether HTTPS requests present a client certificate (undefined: not known, or plain HTTP).
+   */
+  constructor(client: Consul, requestTimeoutMs: number, clientCertificate?: boolean, maxRequests = 16) {
     this.#tls = { clientCertificate, clientCertificateOptions: 'the "cert" and "key" options', caOption: 'the "ca" option' };
     this.#calls = client as unknown as ClientCalls;
     this.#timeoutMs = requestTimeoutMs;
+    this.limit = new RequestLimit(maxRequests);
+  }
+
+  /** GET /v1/kv/:key, a plain read (`consistent`: verified by the leader). */
+  async readKey(key: string, options: { consistent: boolean; signal?: AbortSignal }): Promise<{ entry: KvEntry | undefined; index: number }> {
+    const [response, entry] = await this.#call('other', options.signal, this.#timeoutMs, (call) =>
+      this.#calls.kv.get({ key, ...call, ...(options.consistent ? { consistent: true } : {}) }),
+    ).catch((error: unknown) => {
+      throw refusedKey(error, key);
+    });
+    return { entry: entry ?? undefined, index: this.#consulIndex(response, entry) };
   }
 
   /**
-   * GET /v1/kv/:key. With `index`, a blocking query: Consul answers when the
-   * key's index passes `index`, or after `waitSeconds` (plus up to 1/16 of it
-   * as jitter) with no change. `index` is the X-Consul-Index of the answer
-   * (Consul never answers 0 here: agent/consul/kvs_endpoint.go, Get).
+   * GET /v1/kv/:prefix?recurse: every entry whose key starts with `prefix`.
+   * With `index`, a blocking query: Consul answers when the index of the
+   * prefix (the largest ModifyIndex under it, deletions included through
+   * their tombstones; the KV table's index when nothing is or was under it)
+   * passes `index`, or after `waitSeconds` (plus up to 1/16 of it as jitter)
+   * with no change. A blocking query holds a connection until it is
+   * answered, so it does not wait its turn in the request limit: the watches
+   * send one per group of keys (watch.ts), and only ever one at a time.
    */
-  async readKey(
-    key: string,
+  async listPrefix(
+    prefix: string,
     options: { consistent: boolean; index?: number; waitSeconds?: number; signal?: AbortSignal },
-  ): Promise<{ entry: KvEntry | undefined; index: number }> {
+  ): Promise<{ entries: KvEntry[]; index: number }> {
     const blocking = options.index !== undefined && options.index > 0 && options.waitSeconds !== undefined;
     const timeout = blocking ? Math.ceil(options.waitSeconds! * 1000 * (1 + 1 / 16)) + this.#timeoutMs : this.#timeoutMs;
-    const [response, entry] = await this.#call(options.signal, timeout, (call) =>
+    const [response, entries] = await this.#call(undefined, options.signal, timeout, (call) =>
       this.#calls.kv.get({
-        key,
+        key: prefix,
+        recurse: true,
         ...call,
         ...(options.consistent ? { consistent: true } : {}),
         ...(blocking ? { index: String(options.index), wait: `${options.waitSeconds}s` } : {}),
       }),
     ).catch((error: unknown) => {
-      // The agent refuses the URL itself: a key with a character Go does not
-      // consider printable (keys.ts). Refused like a bad argument, never retried.
-      if (statusOf(error) === 400) {
-        throw new VipOptionError(
-          'ConsulStore',
-          'key',
-          `a key this Consul agent serves: GET /v1/kv/<key> answered 400 Bad Request (${describeBody(error)}); agents refuse characters their Go build does not consider printable`,
-          key,
-        );
-      }
-      throw withBody(error);
+      throw refusedKey(error, prefix);
     });
+    return { entries: Array.isArray(entries) ? entries : [], index: this.#consulIndex(response, entries) };
+  }
+
+  /**
+   * The X-Consul-Index of a KV read. Every answer of a Consul agent to a KV
+   * read carries it, a missing key's 404 included; etcd's HTTP gateway, a web
+   * server, do not. Once the address has answered as Consul, a bare answer is
+   * a passing fault (a proxy in front of the agent with no backend for a
+   * moment), retried. Consul never answers 0 here (agent/consul/kvs_endpoint.go).
+   */
+  #consulIndex(response: Response, body: unknown): number {
     const header = response.headers['x-consul-index'];
-    // Every answer of a Consul agent to a KV read carries X-Consul-Index, a
-    // missing key's 404 included; etcd's HTTP gateway, a web server, do not.
-    // Once the address has answered as Consul, a bare answer is a passing
-    // fault (a proxy in front of the agent with no backend for a moment), retried.
     if (header === undefined) {
-      const said = typeof entry === 'string' ? ` (${JSON.stringify(String(entry).trim().slice(0, 100))})` : '';
+      const said = typeof body === 'string' ? ` (${JSON.stringify(String(body).trim().slice(0, 100))})` : '';
       const what = `GET /v1/kv/<key> answered ${response.statusCode}${said} without the X-Consul-Index header every Consul agent sends`;
       if (this.#answeredAsConsul) throw new Error(`${what}; a proxy in front of the agent without a backend? Retrying`);
       throw new VipWrongServerError(
@@ -203,13 +225,13 @@ export class ConsulHttp {
     }
     this.#answeredAsConsul = true;
     const index = Number(Array.isArray(header) ? header[0] : header);
-    return { entry: entry ?? undefined, index: Number.isSafeInteger(index) ? index : 0 };
+    return Number.isSafeInteger(index) ? index : 0;
   }
 
   /** PUT /v1/txn. A rollback (409) resolves `{ ok: false }` with Consul's reasons; other failures reject. */
   async txn(operations: readonly TxnOp[], signal?: AbortSignal): Promise<TxnOutcome> {
     try {
-      const [, body] = await this.#call(signal, this.#timeoutMs, (call) =>
+      const [, body] = await this.#call('other', signal, this.#timeoutMs, (call) =>
         this.#calls.transaction.create(
           operations.map((op) => ({ KV: op })),
           call,
@@ -259,7 +281,7 @@ export class ConsulHttp {
    * an explicit destroy. See ConsulStoreOptions.lockDelay for what that means.
    */
   async createSession(spec: SessionSpec): Promise<string> {
-    const [, body] = await this.#call(undefined, this.#timeoutMs, (call) =>
+    const [, body] = await this.#call('session', undefined, this.#timeoutMs, (call) =>
       this.#calls.session.create({ ...call, name: spec.name, ttl: spec.ttl, lockdelay: spec.lockDelay, behavior: spec.behavior, checks: [] }),
     ).catch((error: unknown) => {
       // A session is bound to the agent's node, which the agent registers in
@@ -280,7 +302,7 @@ export class ConsulHttp {
 
   /** Refuse (and destroy) a session that Consul bound to any health check. */
   async #checkUnbound(id: string): Promise<void> {
-    const [, info] = await this.#call(undefined, this.#timeoutMs, (call) => this.#calls.session.info({ ...call, id, consistent: true })).catch(
+    const [, info] = await this.#call('session', undefined, this.#timeoutMs, (call) => this.#calls.session.info({ ...call, id, consistent: true })).catch(
       (error: unknown) => {
         void this.destroySession(id).catch(() => {});
         throw withBody(error);
@@ -301,7 +323,7 @@ export class ConsulHttp {
   /** PUT /v1/session/renew/:id. False when Consul no longer has the session (404: invalidated or destroyed). */
   async renewSession(id: string): Promise<boolean> {
     try {
-      await this.#call(undefined, this.#timeoutMs, (call) => this.#calls.session.renew({ ...call, id }));
+      await this.#call('session', undefined, this.#timeoutMs, (call) => this.#calls.session.renew({ ...call, id }));
       return true;
     } catch (error) {
       if (statusOf(error) === 404) return false;
@@ -311,12 +333,18 @@ export class ConsulHttp {
 
   /** PUT /v1/session/destroy/:id (destroying an unknown session succeeds). */
   async destroySession(id: string, timeoutMs = this.#timeoutMs): Promise<void> {
-    await this.#call(undefined, timeoutMs, (call) => this.#calls.session.destroy({ ...call, id })).catch((error: unknown) => {
+    await this.#call('session', undefined, timeoutMs, (call) => this.#calls.session.destroy({ ...call, id })).catch((error: unknown) => {
       throw withBody(error);
     });
   }
 
-  async #call<T>(signal: AbortSignal | undefined, timeout: number, send: (call: CallOptions) => Promise<T>): Promise<T> {
+  /** One request: in `lane` of the request limit (undefined: a blocking query, outside it), abandoned when `signal` aborts. */
+  async #call<T>(lane: Lane | undefined, signal: AbortSignal | undefined, timeout: number, send: (call: CallOptions) => Promise<T>): Promise<T> {
+    if (lane === undefined) return this.#send(signal, timeout, send);
+    return this.limit.run(lane, signal, () => this.#send(signal, timeout, send));
+  }
+
+  async #send<T>(signal: AbortSignal | undefined, timeout: number, send: (call: CallOptions) => Promise<T>): Promise<T> {
     signal?.throwIfAborted();
     const ctx: Context = Object.assign(new EventEmitter(), { includeResponse: true as const });
     const cancel = (): void => {
@@ -335,6 +363,20 @@ export class ConsulHttp {
       signal?.removeEventListener('abort', cancel);
     }
   }
+}
+
+/**
+ * The agent refuses the URL itself: a key with a character Go does not
+ * consider printable (keys.ts). Refused like a bad argument, never retried.
+ */
+function refusedKey(error: unknown, key: string): unknown {
+  if (statusOf(error) !== 400) return withBody(error);
+  return new VipOptionError(
+    'ConsulStore',
+    'key',
+    `a key this Consul agent serves: GET /v1/kv/<key> answered 400 Bad Request (${describeBody(error)}); agents refuse characters their Go build does not consider printable`,
+    key,
+  );
 }
 
 /** papi's message for a long or JSON error body is only the status text; add what Consul said. */

@@ -51,7 +51,7 @@ describe('ConsulStore: what it accepts as a connection and as options', () => {
 
   it('refuses an unknown store option the same way', () => {
     expect(() => open({ lockdelay: 0 } as never)).toThrow(
-      'ConsulStore: unknown option "lockdelay" (did you mean "lockDelay"? valid options: lockDelay, behavior, sessionName, watchWait, requestTimeout, minTtl)',
+      'ConsulStore: unknown option "lockdelay" (did you mean "lockDelay"? valid options: lockDelay, behavior, sessionName, watchWait, requestTimeout, minTtl, maxRequests)',
     );
   });
 

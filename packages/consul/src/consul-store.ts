@@ -88,7 +88,7 @@ import { consulClientOptions, type ConsulConnectionOptions } from './connection.
 import { CLIENT_METHODS, ConsulHttp, missingClientMethods, type KvEntry, type TxnError, type TxnOp } from './consul-http.js';
 import { consulKey, consulKeyRule } from './keys.js';
 import { SessionPool, type Session } from './sessions.js';
-import { holderOf, watchHolder } from './watch.js';
+import { holderOf, WatchHub } from './watch.js';
 
 export interface ConsulStoreOptions {
   /**
@@ -134,6 +134,14 @@ export interface ConsulStoreOptions {
    * the first acquire.
    */
   minTtl?: number;
+  /**
+   * Requests this store has in flight at once, 1 to 1024; the rest wait their
+   * turn (session renewals first). Default 16. With its watches' blocking
+   * queries (one per directory of election keys, watch.ts) this bounds the
+   * connections the store holds to the agent, which closes a client's
+   * connections past its `limits.http_max_conns_per_client` (200 by default).
+   */
+  maxRequests?: number;
 }
 
 /**
@@ -167,6 +175,7 @@ const STORE_OPTIONS = Object.keys({
   watchWait: true,
   requestTimeout: true,
   minTtl: true,
+  maxRequests: true,
 } satisfies Record<keyof ConsulStoreOptions, true>);
 /** Keys of etcd's connection options (etcd3's `IOptions`, and etcdctl's "endpoints") that Consul's do not have: such an object was meant for etcd. */
 const ETCD_KEYS = ['hosts', 'endpoints', 'auth', 'credentials', 'grpcOptions', 'dialTimeout', 'faultHandling', 'defaultCallOptions'];
@@ -189,7 +198,7 @@ export class ConsulStore implements LockStore {
   /** Non-ASCII keys the agent has answered a GET for: it serves them (see #acquire). */
   readonly #served = new Set<string>();
   readonly #closed = new AbortController();
-  readonly #watchWait: number;
+  readonly #watches: WatchHub;
   #closing: Promise<void> | undefined;
 
   /**
@@ -212,15 +221,15 @@ export class ConsulStore implements LockStore {
       this.#ownsClient = true;
       clientCertificate = built.cert !== undefined;
     }
-    this.#http = new ConsulHttp(this.client, settings.requestTimeout * 1000, clientCertificate);
+    this.#http = new ConsulHttp(this.client, settings.requestTimeout * 1000, clientCertificate, settings.maxRequests);
     this.#sessions = new SessionPool(this.#http, (ttl) => ({
       name: settings.sessionName,
       ttl: `${ttl}s`,
       lockDelay: `${settings.lockDelay === 'ttl' ? Math.min(ttl, MAX_LOCK_DELAY) : settings.lockDelay}s`,
       behavior: settings.behavior,
     }));
-    this.#watchWait = settings.watchWait;
-    // Every watch listens for the store closing.
+    this.#watches = new WatchHub({ http: this.#http, waitSeconds: settings.watchWait, closed: this.#closed.signal });
+    // Every group of watches listens for the store closing.
     setMaxListeners(0, this.#closed.signal);
   }
 
@@ -261,13 +270,22 @@ export class ConsulStore implements LockStore {
     return null;
   }
 
-  /** See `LockStore.watch`; `trouble` hears each failed blocking query the watch retries, and `null` once the agent answers again. */
+  /**
+   * See `LockStore.watch`; `trouble` hears each failed blocking query the
+   * watch retries, and `null` once the agent answers again. The watches of
+   * keys in one directory share one blocking query (watch.ts).
+   */
   watch(key: string, signal: AbortSignal, trouble?: import('@vip/core').WatchTrouble): AsyncIterable<Holder | null> {
     const where = `${WHERE}.watch`;
     const name = consulKey(where, key);
     checkSignal(where, 'signal', signal, true);
     this.#checkOpen();
-    return watchHolder({ http: this.#http, waitSeconds: this.#watchWait, closed: this.#closed.signal }, name, signal, trouble);
+    return this.#watches.watch(name, signal, trouble);
+  }
+
+  /** What this store has open at the agent: blocking queries (one per group of watched keys), requests in flight and waiting their turn. */
+  get load(): { readonly queries: number; readonly requests: number; readonly queued: number } {
+    return { queries: this.#watches.queries, requests: this.#http.limit.active, queued: this.#http.limit.queued };
   }
 
   /**
@@ -322,7 +340,7 @@ export class ConsulStore implements LockStore {
         this.#holds.set(name, { id: claim.id, token, session, modifyIndex: entry.ModifyIndex });
         return { ok: true, holder: { id: claim.id, value: claim.value, token } };
       }
-      const refusal = refusalOf(outcome.errors, 1);
+      const refusal = refusalOf(outcome.errors, 1, name);
       if (refusal === 'lock-delay') return { ok: false, holder: null };
       if (refusal === 'session-gone') {
         // Invalidated between its renew and the lock: a new one, created after this call began.
@@ -369,7 +387,7 @@ export class ConsulStore implements LockStore {
         hold.modifyIndex = lastEntry(outcome.entries, name).ModifyIndex;
         return { ok: true, holder: { id: next.id, value: next.value, token: hold.token } };
       }
-      const refusal = refusalOf(outcome.errors, 2);
+      const refusal = refusalOf(outcome.errors, 2, name);
       if (refusal === 'session-gone') this.#lost(hold.session);
       if (refusal !== 'guard') break;
       // The key moved since our last write. Still this term under our session
@@ -442,14 +460,25 @@ function lastEntry(entries: readonly KvEntry[], name: string): KvEntry {
  * Sort a rollback into the refusals a caller can act on. Anything else
  * (permission denied by an ACL, a malformed request) is not an answer about
  * the key, so it is thrown rather than reported as "held".
+ *
+ * Consul says why only in words, and its words quote the key ("key %q
+ * exists", "failed to lock key %q due to lock delay"): the key is cut out of
+ * them before they are read, so that a key named "due to lock delay" or
+ * "permission denied" is not taken for what it says.
  */
-function refusalOf(errors: readonly TxnError[], lockOp: number): Refusal {
+function refusalOf(errors: readonly TxnError[], lockOp: number, name: string): Refusal {
   const what = errors.map((error) => error.What).join('; ');
-  if (errors.some((error) => /due to lock delay/i.test(error.What))) return 'lock-delay';
-  if (errors.some((error) => error.OpIndex === lockOp && /invalid session/i.test(error.What))) return 'session-gone';
+  const said = errors.map((error) => ({ op: error.OpIndex, text: withoutKey(error.What, name) }));
+  if (said.some(({ text }) => /due to lock delay/i.test(text))) return 'lock-delay';
+  if (said.some(({ op, text }) => op === lockOp && /invalid session/i.test(text))) return 'session-gone';
   const guardTexts = /\bexists\b|already held|session check|check session|index check|check index|index is stale|doesn't exist/i;
-  if (errors.length > 0 && errors.every((error) => guardTexts.test(error.What) && !/permission denied|acl not found/i.test(error.What))) return 'guard';
+  if (said.length > 0 && said.every(({ text }) => guardTexts.test(text) && !/permission denied|acl not found/i.test(text))) return 'guard';
   throw new Error(`Consul rolled back the transaction: ${what || 'no reason given'}`);
+}
+
+/** Consul's reason with the key it quotes (Go's %q, which is JSON's quoting for the keys keys.ts lets through) cut out. */
+export function withoutKey(text: string, name: string): string {
+  return text.split(JSON.stringify(name)).join('"<key>"').split(name).join('<key>');
 }
 
 /** Stop waiting for `promise` when `signal` aborts (the work itself goes on for whoever else shares it). */
@@ -556,7 +585,16 @@ function checkOptions(options: ConsulStoreOptions): Required<ConsulStoreOptions>
     requestTimeout: number('requestTimeout', options.requestTimeout, 10, 0.1, 600),
     // vip accepts no TTL under 1 s for Consul: a session renewed more than once a second is not what Consul is built for.
     minTtl: number('minTtl', options.minTtl, 10, 1, MAX_TTL),
+    maxRequests: count('maxRequests', options.maxRequests, 16, 1024),
   };
+}
+
+function count(name: keyof ConsulStoreOptions, value: unknown, fallback: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
+    throw new VipOptionError(WHERE, name, `a whole number from 1 to ${max}`, value);
+  }
+  return value;
 }
 
 function checkTtl(where: string, ttl: number, minTtl: number): void {

@@ -19,7 +19,7 @@ describe('new ConsulStore(): unknown option keys', () => {
     const error = refusal(() => new ConsulStore('consul://127.0.0.1:1', { sesionName: 'x' } as never));
     expect(error.option).toBe('sesionName');
     expect(error.message).toBe(
-      'ConsulStore: unknown option "sesionName" (did you mean "sessionName"? valid options: lockDelay, behavior, sessionName, watchWait, requestTimeout, minTtl)',
+      'ConsulStore: unknown option "sesionName" (did you mean "sessionName"? valid options: lockDelay, behavior, sessionName, watchWait, requestTimeout, minTtl, maxRequests)',
     );
     expect(refusal(() => new ConsulStore('consul://127.0.0.1:1', { timeout: 1 } as never)).message).toMatch(/unknown option "timeout" \(valid options: lockDelay,/);
   });
