@@ -30,3 +30,4 @@ export {
   type JsonLinesProcess,
   type SpawnJsonLinesOptions,
 } from './processes.js';
+export { tcpConnectionsTo } from './sockets.js';

@@ -1,6 +1,6 @@
 import { Candidate, VipOptionError } from '@vip/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConsulStore } from './consul-store.js';
+import { ConsulStore, withoutKey } from './consul-store.js';
 
 // Constructing a store and a candidate contacts no server: these checks run offline.
 const stores: ConsulStore[] = [];
@@ -115,3 +115,22 @@ describe('ConsulStore: argument checks', () => {
   });
 });
 
+
+describe('ConsulStore: maxRequests', () => {
+  it('accepts a whole number from 1 to 1024 and refuses anything else, naming the option', () => {
+    expect(open({ maxRequests: 1 }).load).toEqual({ queries: 0, requests: 0, queued: 0 });
+    expect(() => open({ maxRequests: 1024 })).not.toThrow();
+    for (const bad of [0, 1.5, 1025, -1, '16', Number.NaN]) {
+      expect(() => open({ maxRequests: bad as never })).toThrow(/ConsulStore: option "maxRequests" must be a whole number from 1 to 1024/);
+    }
+  });
+});
+
+describe("withoutKey: Consul's reasons are read without the key they quote", () => {
+  it('cuts the key out, quoted as Consul quotes it, and bare', () => {
+    const key = 'jobs/due to lock delay "x"';
+    expect(withoutKey(`failed to lock key ${JSON.stringify(key)} due to lock delay`, key)).toBe('failed to lock key "<key>" due to lock delay');
+    expect(withoutKey(`key ${JSON.stringify(key)} exists`, key)).toBe('key "<key>" exists');
+    expect(withoutKey('Permission denied', key)).toBe('Permission denied');
+  });
+});
