@@ -1,6 +1,20 @@
 /**
  * The few Consul HTTP calls this store makes, typed, over the npm `consul`
- * client (2.x, on top of `papi`).
+ * client (2.x, on top of `papi`): the store's one HTTP layer.
+ *
+ * Why that client and not Node's `fetch` with an undici `Agent` (decided
+ * once, for issue 13, with the pool control it needed in view):
+ * - users hand the store a `Consul` client of their own (its token, TLS and
+ *   http.Agent settings), a documented input; a fetch layer would have to
+ *   refuse it or re-create its settings by guessing;
+ * - the control a store needs over its connections is how many requests it
+ *   has in flight, and that is a limit above the sockets (RequestLimit),
+ *   which holds for any client, a user's own included, where an undici
+ *   `Agent`'s cap would hold only for clients the store builds;
+ * - Node 20's global fetch does not expose undici's `Agent`, so it would be
+ *   one more dependency to pin against Node's own copy, for no behaviour
+ *   this file lacks.
+ * The cost is the wrappers below, which make up for the client's typings.
  *
  * Why wrappers: the client's typings omit what a lock needs (`index`, `wait`,
  * `consistent` on `kv.get`, the `Session` field of an entry, `ctx` and

@@ -1,6 +1,6 @@
 /**
  * `LockStore` over Consul: a hold is a KV key locked by a session, a swap is
- * one guarded `/v1/txn`, a watch is a blocking query. How each contract
+ * one guarded `/v1/txn`, a watch is a share of a blocking query. How each contract
  * promise is kept:
  *
  * 1. Mutual exclusion: acquiring is one txn `[check-not-exists key, lock key]`;
@@ -58,6 +58,14 @@
  * on every crash failover, where the TTL path alone would be safe; users who
  * never let an agent leave under a running leader may set `lockDelay: 0` for
  * the fastest failover. README "What you must know" says the same.
+ *
+ * What a store holds at the agent: an agent closes a client address's
+ * connections past `limits.http_max_conns_per_client` (200 by default), so
+ * the store never opens one per election. Its watches share one blocking
+ * query per directory of keys (watch.ts), and its other requests are at most
+ * `maxRequests` in flight (request-limit.ts, session calls first): at most
+ * `maxRequests` + one connection per directory, whatever the number of
+ * elections.
  *
  * Through `?acquire=` a lock-delay refusal is a plain `false`, like a held key
  * (hashicorp/consul#1006); through `/v1/txn` Consul says so ("failed to lock
