@@ -330,9 +330,19 @@ export class ConsulStore implements LockStore {
       await this.#read(name, signal);
       this.#served.add(name);
     }
-    // Renewed or created by a request sent after this call began (promise 3),
-    // before the write, so a key is never locked by a session about to expire.
-    let session = await abandonable(this.#sessions.confirmed(ttl), signal);
+    // Promise 3: the session is renewed or created by a request sent after
+    // this call began. A session in hand is renewed beside the transaction,
+    // both sent now, rather than before it (one round trip instead of two
+    // on every acquisition); the term counts only once that renew answers
+    // that the session lives. Without one, it is created first.
+    let session = this.#sessions.current(ttl);
+    let renewal: Promise<boolean> | undefined;
+    if (session) {
+      renewal = this.#sessions.confirm(session);
+      renewal.catch(() => {}); // awaited below, after the transaction
+    } else {
+      session = await abandonable(this.#sessions.confirmed(ttl), signal);
+    }
     /** An unlocked key left behind (Behavior "release", or a foreign unlock): replaced, never reused. */
     let leftover: KvEntry | undefined;
     for (let attempt = 0; attempt < 4; attempt++) {
@@ -342,12 +352,27 @@ export class ConsulStore implements LockStore {
           : // Delete-and-create in one txn: fails if the leftover changed since we read it.
             { Verb: 'delete-cas', Key: name, Index: leftover.ModifyIndex };
       const outcome = await this.#http.txn([guard, { Verb: 'lock', Key: name, Value: value, Session: session.id }], signal);
+      /** The term won, recorded at once so that it can be released even if its renew fails. */
+      let won: Holder | undefined;
       if (outcome.ok) {
         const entry = lastEntry(outcome.entries, name);
-        const token = BigInt(entry.CreateIndex);
-        this.#holds.set(name, { id: claim.id, token, session, modifyIndex: entry.ModifyIndex });
-        return { ok: true, holder: { id: claim.id, value: claim.value, token } };
+        won = { id: claim.id, value: claim.value, token: BigInt(entry.CreateIndex) };
+        this.#holds.set(name, { id: claim.id, token: won.token, session, modifyIndex: entry.ModifyIndex });
       }
+      if (renewal) {
+        // A renew that cannot be answered leaves a won term unconfirmed: its outcome is unknown
+        // (the hold is kept, so the candidate's release of it goes through).
+        const alive = await abandonable(renewal, signal);
+        renewal = undefined;
+        if (!alive) {
+          // Gone before the renew: Consul invalidated it, and deleted or released what it locked, this lock included.
+          this.#lost(session);
+          session = await abandonable(this.#sessions.confirmed(ttl), signal);
+          leftover = undefined;
+          continue;
+        }
+      }
+      if (outcome.ok) return { ok: true, holder: won! };
       const refusal = refusalOf(outcome.errors, 1, name);
       if (refusal === 'lock-delay') return { ok: false, holder: null };
       if (refusal === 'session-gone') {

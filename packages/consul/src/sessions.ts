@@ -58,6 +58,11 @@ export class SessionPool {
     return this.#pool.confirmed(ttl);
   }
 
+  /** The live session of this TTL, if one was created (no request; not confirmed). */
+  current(ttl: number): Session | undefined {
+    return this.#pool.current(ttl);
+  }
+
   /** True if a renew sent after this call found `session` alive; false if it is gone (it is then lost). Rejects when unknown. */
   confirm(session: Session): Promise<boolean> {
     return this.#pool.confirm(session);
