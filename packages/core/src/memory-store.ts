@@ -86,9 +86,21 @@ export class MemoryBackend {
   #extend(key: string, entry: Entry, ttl: number): void {
     if (entry.timer !== undefined) this.clock.clearTimeout(entry.timer);
     entry.expiresAt = this.clock.now() + ttl * 1000;
+    this.#arm(key, entry, ttl * 1000);
+  }
+
+  /**
+   * Free the key at its deadline, never before: Node fires a timer up to a
+   * millisecond early against performance.now() (it counts whole ms of loop
+   * time), so a timer that comes early waits out the rest.
+   */
+  #arm(key: string, entry: Entry, ms: number): void {
     entry.timer = this.clock.setTimeout(() => {
-      if (this.#entries.get(key) === entry) this.#delete(key);
-    }, ttl * 1000);
+      if (this.#entries.get(key) !== entry) return;
+      const left = entry.expiresAt - this.clock.now();
+      if (left > 0) this.#arm(key, entry, Math.ceil(left));
+      else this.#delete(key);
+    }, ms);
     entry.timer.unref?.();
   }
 
