@@ -127,10 +127,13 @@ describe('ConsulStore: maxRequests', () => {
 });
 
 describe("withoutKey: Consul's reasons are read without the key they quote", () => {
-  it('cuts the key out, quoted as Consul quotes it, and bare', () => {
+  it('cuts the key out where Consul quotes it', () => {
     const key = 'jobs/due to lock delay "x"';
     expect(withoutKey(`failed to lock key ${JSON.stringify(key)} due to lock delay`, key)).toBe('failed to lock key "<key>" due to lock delay');
     expect(withoutKey(`key ${JSON.stringify(key)} exists`, key)).toBe('key "<key>" exists');
     expect(withoutKey('Permission denied', key)).toBe('Permission denied');
+    // A key that is also one of Consul's words is cut out only where Consul quotes it.
+    expect(withoutKey('failed to lock key "lock" due to lock delay', 'lock')).toBe('failed to lock key "<key>" due to lock delay');
+    expect(withoutKey('key "x" exists', 'x')).toBe('key "<key>" exists');
   });
 });

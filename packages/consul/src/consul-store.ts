@@ -509,9 +509,13 @@ function refusalOf(errors: readonly TxnError[], lockOp: number, name: string): R
   throw new Error(`Consul rolled back the transaction: ${what || 'no reason given'}`);
 }
 
-/** Consul's reason with the key it quotes (Go's %q, which is JSON's quoting for the keys keys.ts lets through) cut out. */
+/**
+ * Consul's reason with the key it quotes (Go's %q, which is JSON's quoting for
+ * the keys keys.ts lets through) cut out. Only the quoted key: a key such as
+ * "lock" also occurs bare in Consul's own words.
+ */
 export function withoutKey(text: string, name: string): string {
-  return text.split(JSON.stringify(name)).join('"<key>"').split(name).join('<key>');
+  return text.split(JSON.stringify(name)).join('"<key>"');
 }
 
 /** Stop waiting for `promise` when `signal` aborts (the work itself goes on for whoever else shares it). */

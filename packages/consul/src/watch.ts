@@ -208,7 +208,11 @@ export class WatchHub {
     if (signal.aborted) return;
     if (closed.aborted) throw new Error('ConsulStore: the store was closed');
     const member = new Member(key, troubleReporter(trouble, signal));
-    const stop = (): void => member.wake();
+    // Aborted while paused at a yield: the watch leaves its group at once, not when (if ever) it is resumed.
+    const stop = (): void => {
+      this.#leave(group, member);
+      member.wake();
+    };
     const group = this.#join(member);
     // The store closing ends the group, which fails its watches (#run).
     signal.addEventListener('abort', stop, { once: true });
@@ -299,6 +303,9 @@ export class WatchHub {
           if (stopped()) break;
           if (signal.aborted) continue; // restarted for a new prefix
           const transient = isTransient(error);
+          // What the group knew is not current any more: a watch that joins during the backoff waits for the next answer.
+          group.answered = false;
+          group.entries = new Map();
           for (const member of group.members) {
             if (!member.answered || !transient) member.fail(error);
             else member.report(error instanceof Error ? error : new Error(String(error)));
