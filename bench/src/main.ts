@@ -9,6 +9,10 @@
  *   npm run bench -- metrics   only figure 6, the cost of VipMetrics, at full size
  *                              (1 and 10,000 elections, minute-long idle windows): about
  *                              8 minutes; it rewrites only that section of BENCHMARKS.md
+ *   npm run bench -- consul    only figure 7, Consul at scale on agents at their default
+ *                              limits, at full size (10,000 elections, 30 trials per
+ *                              failover row, herds of up to 100 processes); rewrites
+ *                              only that section of BENCHMARKS.md
  *
  * Writes BENCHMARKS.md at the repository root and bench/failover.svg. Figures
  * are from this run on this machine: compare the ratios, not the absolute
@@ -37,12 +41,18 @@ import {
   type JsonLinesProcess,
 } from '@vip/test-integration/harness';
 import { Etcd3 } from 'etcd3';
+import { CONSUL_SCALE_HEADING, consulScaleSection, type ConsulScaleSizes } from './consul-scale.js';
+import { began, bound, elapsed, log, ms, sleep, stats, until, type Stats } from './common.js';
 
 const full = process.argv.includes('--full');
 /** Parts named on the command line (none: all of them). Only `metrics` (figure 6) can run alone. */
 const PARTS = process.argv.slice(2).filter((arg) => !arg.startsWith('--'));
 for (const part of PARTS) if (part !== 'metrics') throw new Error(`bench: unknown part ${JSON.stringify(part)} (known: metrics)`);
 const metricsOnly = PARTS.includes('metrics');
+const consulOnly = PARTS.includes('consul');
+/** Figure 7: at full size with --full or alone (`npm run bench -- consul`), smaller in the quick run. */
+const CONSUL_SCALE_SIZES: ConsulScaleSizes =
+  full || consulOnly ? { counts: [1000, 10_000], holdSeconds: 60, trials: 30, handovers: 10 } : { counts: [1000], holdSeconds: 20, trials: 10, handovers: 5 };
 const MODE = full ? 'full' : 'quick';
 const TRIALS = full ? 100 : 30;
 /** `locked` hands over only when the key's TTL runs out: its trials run this many at a time, each on its own key. */
@@ -66,7 +76,6 @@ const METRICS_IDLE_SECONDS = METRICS_FULL ? 60 : SCRAPE_EVERY_SECONDS;
  */
 const TTL = 3;
 const CONSUL_MIN_TTL = 1;
-const CONSUL_MAX_CONNS = 4096;
 /**
  * Store load is counted over this window. Consul's blocking queries (the
  * watches) come back every 30 s when nothing changes (ConsulStore's default
@@ -74,36 +83,6 @@ const CONSUL_MAX_CONNS = 4096;
  */
 const ETCD_LOAD_SECONDS = 2 * TTL;
 const CONSUL_LOAD_SECONDS = 30;
-
-const began = performance.now();
-const elapsed = (): string => `${((performance.now() - began) / 1000).toFixed(0)} s`;
-
-interface Stats {
-  n: number;
-  p50: number;
-  p99: number;
-  max: number;
-}
-
-function stats(samples: number[]): Stats {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? Number.NaN;
-  return { n: sorted.length, p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1] ?? Number.NaN };
-}
-
-const ms = (value: number): string => (Number.isNaN(value) ? '–' : value >= 100 ? value.toFixed(0) : value.toFixed(1));
-const log = (line: string): void => console.log(`[bench ${elapsed()}] ${line}`);
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-/** A bound raced against a measurement: it must not keep the process alive once the race is over. */
-const bound = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
-
-async function until(condition: () => boolean, what: string, timeoutMs: number): Promise<void> {
-  const start = Date.now();
-  while (!condition()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 // ---------------------------------------------------------------------------
 // 1. Graceful failover
@@ -674,9 +653,9 @@ ${verdict}
 `;
 }
 
-/** BENCHMARKS.md with figure 6 replaced (or inserted before the closing section), the other sections as they were. */
-function withMetricsSection(markdown: string, section: string): string {
-  const start = markdown.indexOf(`\n${METRICS_HEADING}`);
+/** BENCHMARKS.md with the section under `heading` replaced (or inserted before the closing section), the other sections as they were. */
+function withSection(markdown: string, heading: string, section: string): string {
+  const start = markdown.indexOf(`\n${heading}`);
   if (start >= 0) {
     const next = markdown.indexOf('\n## ', start + 1);
     return next >= 0 ? `${markdown.slice(0, start + 1)}${section}${markdown.slice(next)}` : `${markdown.slice(0, start + 1)}${section}`;
@@ -702,7 +681,7 @@ The other sections are from the run described at the top.
 `;
     const section = metricsSection(pairs, provenance);
     const file = join(repositoryRoot, 'BENCHMARKS.md');
-    writeFileSync(file, withMetricsSection(existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n', section));
+    writeFileSync(file, withSection(existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n', METRICS_HEADING, section));
     console.log(section);
   } finally {
     await etcd.close();
@@ -768,10 +747,8 @@ async function main(): Promise<void> {
     : `**This is a quick run** (\`npm run bench\`): ${counts}. The full figures (at least 100 graceful and 10 crash trials, 10,000 elections, a minute of idle CPU) come from \`npm run bench -- --full\`.\n\n`;
   log(`mode: ${MODE}; ${counts}`);
   const etcd = await startEtcd({ enableV2: true }); // v2 for the seed module `locked`
-  // ConsulStore holds one HTTP connection per watched key (a blocking query each), and an
-  // agent closes a client's connections past limits.http_max_conns_per_client (default 200):
-  // raised here so that 1,000 elections in one process can run (figure 4).
-  const consul = await startConsul({ configJson: { session_ttl_min: `${CONSUL_MIN_TTL}s`, limits: { http_max_conns_per_client: CONSUL_MAX_CONNS } } });
+  // Every limit at its default (figure 7 runs on agents of its own, also at their defaults).
+  const consul = await startConsul({ configJson: { session_ttl_min: `${CONSUL_MIN_TTL}s` } });
   const etcdPrefix = uniquePrefix('bench');
   const consulPrefix = uniqueConsulPrefix('bench');
   const lockedHost = `127.0.0.1:${etcd.members[0]!.clientPort}`;
@@ -870,6 +847,7 @@ async function main(): Promise<void> {
     }
 
     const metricsPairs = await metricsCosts(etcd.endpoints, etcdPrefix);
+    const consulScale = await consulScaleSection(CONSUL_SCALE_SIZES);
 
     const cpu = cpus()[0]?.model ?? 'unknown CPU';
     const ttls = (value: number): string => (value / 1000 / TTL).toFixed(2);
@@ -886,7 +864,7 @@ async function main(): Promise<void> {
 Produced by \`npm run bench${full ? ' -- --full' : ''}\` on ${date.toISOString().slice(0, 10)}, in one run of ${seconds} s, against
 real servers the benchmark started itself: etcd ${versions.etcd} (${etcd.members.length} member, \`--enable-v2\` for \`locked\`) and
 a Consul ${versions.consul} dev agent (\`session_ttl_min\` lowered to ${CONSUL_MIN_TTL} s so that Consul runs at the same TTL, its default minimum being 10 s;
-\`limits.http_max_conns_per_client\` raised from 200 to ${CONSUL_MAX_CONNS}, since ConsulStore holds one connection per watched key).
+every other limit at its default).
 Machine: ${operatingSystem()}; ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node.js ${process.version}.
 Every implementation uses a TTL of ${TTL} s. These machines are shared and noisy: read the ratios, measured side by side
 in the same run, more than the absolute numbers. Times are in milliseconds.
@@ -970,6 +948,7 @@ ${scale.flatMap(({ count, rows }) => rows.map(([name, s]) => scaleRow(count, nam
 A failed row quotes the errors the implementation reported (each distinct error with its count).
 
 ${metricsSection(metricsPairs)}
+${consulScale}
 ## What this means for choosing a TTL
 
 In this run a graceful handover took ${ms(gEtcd.p50)} ms on etcd and ${ms(gConsul.p50)} ms on Consul at p50, and by design it does
@@ -1000,4 +979,21 @@ often each process refreshes: one keepalive per ttl/3 for all its elections toge
   }
 }
 
-await (metricsOnly ? metricsAlone() : main());
+/** `npm run bench -- consul`: figure 7 alone, at full size, on agents of its own; rewrites only its section of BENCHMARKS.md. */
+async function consulAlone(): Promise<void> {
+  const date = new Date();
+  log('figure 7 alone: Consul at scale, agents at their default limits');
+  const section = await consulScaleSection(
+    CONSUL_SCALE_SIZES,
+    `Regenerated alone by \`npm run bench -- consul\` on ${date.toISOString().slice(0, 10)}; ${operatingSystem()}; ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'};
+Node.js ${process.version}. The other sections are from the run described at the top.
+
+`,
+  );
+  const file = join(repositoryRoot, 'BENCHMARKS.md');
+  writeFileSync(file, withSection(existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n', CONSUL_SCALE_HEADING, section));
+  console.log(section);
+  log(`figure 7 done in ${elapsed()} (wall time, servers included)`);
+}
+
+await (metricsOnly ? metricsAlone() : consulOnly ? consulAlone() : main());

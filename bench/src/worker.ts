@@ -24,6 +24,15 @@
  * idle window of the same length with a scrape every SCRAPE_EVERY_SECONDS),
  * rssAfterScrapesMb }.
  *
+ *   node dist/worker.js consul-scale CONSUL_URL COUNT HOLD_SECONDS PREFIX
+ *
+ * `consul-scale` runs COUNT vip elections (ttl 10) on one ConsulStore and
+ * prints { phase: 'settled', led, settleMs, errors } once all lead (or after
+ * 120 s, with led < COUNT and settleMs null), then holds for HOLD_SECONDS and
+ * prints { phase: 'held', led, errors, deselects, rssMb, idleCpuPercent }
+ * (errors and deselects of the hold only; `errorText` names them). The
+ * connections it holds to the agent are counted from outside, in /proc.
+ *
  * `consul-proxy` forwards HTTP to a Consul agent and counts the requests by
  * method and path (the key left out). It prints { port } once listening, and
  * { counts } for every `counts` line on its stdin. In a process of its own, so
@@ -36,6 +45,7 @@ import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { Candidate } from '@vip/core';
 import { VipMetrics } from '@vip/core/metrics';
+import { ConsulStore } from '@vip/consul';
 import { EtcdStore } from '@vip/etcd';
 import { Etcd3 } from 'etcd3';
 import { Registry } from 'prom-client';
@@ -46,7 +56,9 @@ const [mode, ...args] = process.argv.slice(2);
 class Failures {
   readonly #counts = new Map<string, number>();
   readonly #order: string[] = [];
+  total = 0;
   add(error: unknown): void {
+    this.total++;
     const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
     if (!this.#counts.has(text)) this.#order.push(text);
     this.#counts.set(text, (this.#counts.get(text) ?? 0) + 1);
@@ -232,6 +244,41 @@ function lockedCandidate(host: string, path: string, id: string, ttl: number): v
   log(id, 'started');
 }
 
+/** COUNT elections on one ConsulStore: time until all lead, then errors, deselects, memory and CPU over a hold. */
+async function consulScale(url: string, count: number, holdSeconds: number, prefix: string): Promise<void> {
+  const store = new ConsulStore(url);
+  const failures = new Failures();
+  let deselects = 0;
+  const started = performance.now();
+  const candidates = Array.from({ length: count }, (_, i) => {
+    const candidate = new Candidate(store, { path: `${prefix}job-${i}`, ttl: 10 });
+    candidate.on('error', (error: unknown) => failures.add(error));
+    candidate.on('deselect', () => deselects++);
+    return candidate;
+  });
+  await Promise.all(candidates.map((candidate) => candidate.start()));
+  const leading = (): number => candidates.filter((candidate) => candidate.isSelected()).length;
+  while (leading() < count && performance.now() - started < 120_000) await new Promise((resolve) => setTimeout(resolve, 50));
+  const led = leading();
+  console.log(JSON.stringify({ phase: 'settled', led, settleMs: led === count ? performance.now() - started : null, errors: failures.total, errorText: failures.describe() }));
+  const errorsBefore = failures.total;
+  const deselectsBefore = deselects;
+  const idleCpuPercent = await cpuPercentOver(holdSeconds);
+  console.log(
+    JSON.stringify({
+      phase: 'held',
+      led: leading(),
+      errors: failures.total - errorsBefore,
+      deselects: deselects - deselectsBefore,
+      rssMb: process.memoryUsage().rss / 2 ** 20,
+      idleCpuPercent,
+      errorText: failures.describe(),
+    }),
+  );
+  await Promise.all(candidates.map((candidate) => candidate.stop()));
+  await store.close();
+}
+
 function consulProxy(host: string, port: number): void {
   const counts: Record<string, number> = {};
   const upstream = new Agent({ keepAlive: true });
@@ -261,5 +308,6 @@ if (mode === 'scale') await scale(args[0]!, args[1]!.split(','), Number(args[2])
 else if (mode === 'etcd3-candidate') await etcd3Candidate(args[0]!.split(','), args[1]!, args[2]!, Number(args[3]));
 else if (mode === 'locked-candidate') lockedCandidate(args[0]!, args[1]!, args[2]!, Number(args[3]));
 else if (mode === 'metrics') await metricsCost(args[0]!, args[1]!.split(','), Number(args[2]), Number(args[3]), args[4]!, Number(args[5]));
+else if (mode === 'consul-scale') await consulScale(args[0]!, Number(args[1]), Number(args[2]), args[3]!);
 else if (mode === 'consul-proxy') consulProxy(args[0]!, Number(args[1]));
 else throw new Error(`worker: unknown mode ${JSON.stringify(mode)}`);

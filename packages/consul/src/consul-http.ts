@@ -347,7 +347,9 @@ export class ConsulHttp {
 
   /** PUT /v1/session/destroy/:id (destroying an unknown session succeeds). */
   async destroySession(id: string, timeoutMs = this.#timeoutMs): Promise<void> {
-    await this.#call('session', undefined, timeoutMs, (call) => this.#calls.session.destroy({ ...call, id })).catch((error: unknown) => {
+    // Bounded from this call, the wait for a turn in the request limit included: close() promises a bound.
+    const signal = AbortSignal.timeout(timeoutMs);
+    await this.#call('session', signal, timeoutMs, (call) => this.#calls.session.destroy({ ...call, id })).catch((error: unknown) => {
       throw withBody(error);
     });
   }

@@ -246,6 +246,21 @@ export class ConsulStore implements LockStore {
     return consulKeyRule(key);
   }
 
+  /**
+   * See `LockStore.prepare`: while candidates of `ttl` campaign, the store
+   * keeps a session of that ttl created and renewed every ttl/2 (one for all
+   * of them), so that a follower that sees its key free acquires with one
+   * transaction (and the renew beside it) instead of a session create first.
+   * A session that locks keys is renewed only by their refreshes, as always.
+   */
+  prepare(ttl: number, signal: AbortSignal): void {
+    if (this.#closed.signal.aborted || !(ttl >= this.limits.minTtl!) || !(ttl <= MAX_TTL)) return;
+    this.#sessions.keepReady(ttl, signal, (session) => {
+      for (const hold of this.#holds.values()) if (hold.session === session) return true;
+      return false;
+    });
+  }
+
   async compareAndSwap(key: string, expected: Holder | null, next: Claim | null, ttl: number, signal?: AbortSignal): Promise<SwapResult> {
     const where = `${WHERE}.compareAndSwap`;
     const name = consulKey(where, key);

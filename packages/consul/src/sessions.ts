@@ -58,6 +58,15 @@ export class SessionPool {
     return this.#pool.confirmed(ttl);
   }
 
+  /**
+   * Keep a session of `ttl` created and renewed (every ttl/2) until `signal`
+   * aborts, unless it locks keys (`locks`): `ConsulStore.prepare`, so that a
+   * follower acquires in one round trip (HoldPool.keepReady).
+   */
+  keepReady(ttl: number, signal: AbortSignal, locks: (session: Session) => boolean): void {
+    this.#pool.keepReady(ttl, signal, locks);
+  }
+
   /** The live session of this TTL, if one was created (no request; not confirmed). */
   current(ttl: number): Session | undefined {
     return this.#pool.current(ttl);

@@ -324,6 +324,21 @@ describe('grouping keys', () => {
     expect(directoryOf('leader')).toBe('');
   });
 
+  it('keys outside any directory are watched one query each, never by a query on the whole KV store (prefix "")', async () => {
+    const agent = scripted({ a: [{ entries: [], index: 5 }], b: [{ entries: [], index: 6 }] });
+    const hub = hubOf(agent.http);
+    const controller = new AbortController();
+    const first = hub.watch('a', controller.signal)[Symbol.asyncIterator]();
+    const second = hub.watch('b', controller.signal)[Symbol.asyncIterator]();
+    expect(await Promise.all([first.next(), second.next()])).toEqual([
+      { done: false, value: null },
+      { done: false, value: null },
+    ]);
+    expect(new Set(agent.calls.map((call) => call.prefix))).toEqual(new Set(['a', 'b']));
+    expect(hub.queries).toBe(2);
+    controller.abort();
+  });
+
   it('the common prefix never splits a surrogate pair', () => {
     expect(commonPrefix('jobs/a', 'jobs/b')).toBe('jobs/');
     expect(commonPrefix('job', 'job-2')).toBe('job');

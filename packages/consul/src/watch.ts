@@ -7,7 +7,8 @@
  * `limits.http_max_conns_per_client` (200 by default). One query per watched
  * key would cap a process at about 200 elections, and past that the agent
  * would refuse its renewals and transactions too. So the watches of a store
- * are grouped by directory (the key up to its last "/"), and each group sends
+ * are grouped by directory (the key up to its last "/"; a key with no "/" is
+ * a group of its own, never a query on the whole KV store), and each group sends
  * one `GET /v1/kv/<prefix>?recurse` blocking query, `prefix` being the longest
  * common prefix of the keys the group has watched (the key itself for a group
  * of one), and splits each answer into the holders of its keys. A thousand
@@ -84,6 +85,15 @@ export function holderOf(entry: KvEntry | undefined): Holder | null {
 /** The directory of a key: what its group is known by. */
 export function directoryOf(key: string): string {
   return key.slice(0, key.lastIndexOf('/') + 1);
+}
+
+/**
+ * The group a key is watched in: its directory, or for a key outside any
+ * directory the key itself, so that no group's prefix is ever "" (a query on
+ * the whole KV store, woken by every write and carrying every key).
+ */
+export function groupOf(key: string): string {
+  return directoryOf(key) || key;
 }
 
 /** The longest common prefix of two strings, never splitting a surrogate pair. */
@@ -240,7 +250,7 @@ export class WatchHub {
   }
 
   #join(member: Member): Group {
-    const directory = directoryOf(member.key);
+    const directory = groupOf(member.key);
     let group = this.#groups.get(directory);
     if (!group || group.ended) {
       group = new Group(member.key);

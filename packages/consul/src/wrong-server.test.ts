@@ -43,3 +43,29 @@ describe('ConsulHttp.readKey and a server that is not a Consul agent', () => {
     expect(await http.readKey('job', { consistent: true })).toEqual({ entry: undefined, index: 7 });
   });
 });
+
+describe('ConsulHttp.destroySession: bounded from the call, its wait for a turn included', () => {
+  it('with every request slot taken by a hung request, a destroy gives up after its own timeout, before the hung request does', async () => {
+    const server = createServer(() => {}); // never answers
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    closers.push(() => {
+      server.closeAllConnections();
+      server.close();
+    });
+    const { port } = server.address() as AddressInfo;
+    const http = new ConsulHttp(new Consul({ host: '127.0.0.1', port }), 5000, undefined, 1);
+    const order: string[] = [];
+    const hung = http.renewSession('s1').then(
+      () => order.push('renew answered'),
+      () => order.push('renew gave up'),
+    );
+    const destroyed = http.destroySession('s2', 200).then(
+      () => order.push('destroy answered'),
+      () => order.push('destroy gave up'),
+    );
+    await destroyed;
+    expect(order).toEqual(['destroy gave up']);
+    server.closeAllConnections();
+    await hung;
+  }, 15_000);
+});

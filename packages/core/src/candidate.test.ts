@@ -489,6 +489,105 @@ describe('Candidate: leading through refresh outcomes', () => {
   });
 });
 
+describe('Candidate: the store is told what it may keep ready', () => {
+  it('start() tells the store the ttl of its acquisitions, for as long as that run lasts; each start() anew', async () => {
+    const c = cluster(2);
+    const [a, b] = c.nodes as [(typeof c.nodes)[number], (typeof c.nodes)[number]];
+    started.push(a.candidate, b.candidate);
+    expect(a.store.prepared).toEqual([]);
+    await a.candidate.start();
+    await b.candidate.start();
+    await run(c, 100);
+    expect(a.store.prepared.map(({ ttl }) => ttl)).toEqual([TTL]);
+    expect(b.store.prepared.map(({ ttl }) => ttl)).toEqual([TTL]);
+    const first = a.store.prepared[0]!;
+    // Leading or following, the run goes on: what the store keeps ready stays wanted.
+    expect(a.candidate.isSelected()).toBe(true);
+    expect(first.signal.aborted).toBe(false);
+    expect(b.store.prepared[0]!.signal.aborted).toBe(false);
+    const stopping = a.candidate.stop();
+    expect(first.signal.aborted).toBe(true);
+    await stopping;
+    await a.candidate.start();
+    await run(c, 100);
+    expect(a.store.prepared.map(({ signal }) => signal.aborted)).toEqual([true, false]);
+  });
+
+  it('a store whose prepare() throws (against the contract) still gets a candidate that campaigns and leads', async () => {
+    const clock = new FakeClock();
+    clocks.add(clock);
+    const inner = new MemoryStore({ backend: new MemoryBackend({ clock }) });
+    const store: LockStore = {
+      compareAndSwap: (key, expected, next, ttl, signal) => inner.compareAndSwap(key, expected, next, ttl, signal),
+      refresh: (key, held, ttl, signal) => inner.refresh(key, held, ttl, signal),
+      watch: (key, signal) => inner.watch(key, signal),
+      close: () => inner.close(),
+      prepare: () => {
+        throw new Error('prepare broke');
+      },
+    };
+    const candidate = new Candidate(store, { path: '/job', id: 'a', ttl: TTL, clock });
+    started.push(candidate);
+    const errors: Error[] = [];
+    candidate.on('error', (error: Error) => errors.push(error));
+    await candidate.start();
+    await clock.advance(50);
+    expect(candidate.isSelected()).toBe(true);
+    expect(errors).toEqual([]);
+  });
+});
+
+describe('Candidate: stop() puts the release first', () => {
+  it('a leader sends its release before its watch is torn down; the watch is ended once stop() resolves', async () => {
+    const clock = new FakeClock();
+    clocks.add(clock);
+    const inner = new MemoryStore({ backend: new MemoryBackend({ clock }) });
+    const order: string[] = [];
+    const watchSignals: AbortSignal[] = [];
+    const store: LockStore = {
+      compareAndSwap: (key, expected, next, ttl, signal) => {
+        if (expected !== null && next === null) order.push('release sent');
+        return inner.compareAndSwap(key, expected, next, ttl, signal);
+      },
+      refresh: (key, held, ttl, signal) => inner.refresh(key, held, ttl, signal),
+      watch: (key, signal) => {
+        watchSignals.push(signal);
+        signal.addEventListener('abort', () => order.push('watch aborted'));
+        return inner.watch(key, signal);
+      },
+      close: () => inner.close(),
+    };
+    const candidate = new Candidate(store, { path: '/job', id: 'a', ttl: TTL, clock });
+    started.push(candidate);
+    candidate.on('deselect', () => order.push('deselect'));
+    await candidate.start();
+    await clock.advance(50);
+    expect(candidate.isSelected()).toBe(true);
+    await candidate.stop();
+    expect(order).toEqual(['deselect', 'release sent', 'watch aborted']);
+    expect(watchSignals.map((signal) => signal.aborted)).toEqual([true]);
+  });
+
+  it('a follower that stops ends its watch too', async () => {
+    const c = cluster(2);
+    const [a, b] = c.nodes as [(typeof c.nodes)[number], (typeof c.nodes)[number]];
+    started.push(a.candidate, b.candidate);
+    await a.candidate.start();
+    await b.candidate.start();
+    await run(c, 100);
+    expect(b.store.calls.watch).toBe(1);
+    await b.candidate.stop();
+    await run(c, 100);
+    // The leader is not disturbed, and b, stopped, no longer hears of the key.
+    expect(a.candidate.isSelected()).toBe(true);
+    const heard: unknown[] = [];
+    b.candidate.on('change', (...args: unknown[]) => heard.push(args));
+    await a.candidate.stop();
+    await run(c, 100);
+    expect(heard).toEqual([]);
+  });
+});
+
 describe('Candidate: start() and stop() under races', () => {
   it('stop() while an acquisition is on its way waits for its answer and releases the key it won', async () => {
     const clock = new FakeClock();

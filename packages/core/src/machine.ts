@@ -42,6 +42,13 @@ import { sameHolder, sameTerm, type Claim, type Holder, type LockStore } from '.
 /** One start()..stop() cycle, with the follower's state; work from an older run is ignored when it lands. */
 export interface Run {
   readonly controller: AbortController;
+  /**
+   * The watch's own signal, aborted after the run's once stop() has released
+   * the key: tearing the watch down (an HTTP request or a gRPC stream to
+   * close) then happens after the release went out, not before it. Nothing
+   * the watch yields meanwhile counts (the run is aborted).
+   */
+  readonly watchController: AbortController;
   readonly ready: Promise<void>;
   markReady(): void;
   /** Store calls in flight, awaited (bounded by their timeouts) by stop(). */
@@ -160,6 +167,7 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
     // Everything a run knows starts afresh: a resign() hold-off belongs to the run it was asked in.
     const run: Run = {
       controller: new AbortController(),
+      watchController: new AbortController(),
       ready,
       markReady,
       pending: new Set(),
@@ -178,6 +186,14 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
     this.lastStoreError = undefined;
     this.#state = { kind: 'following', run };
     void this.#watchLoop(run);
+    // For as long as the run lasts, the store may keep a hold of our ttl ready, so
+    // that taking a free key costs one round trip. Best effort by contract: a store
+    // that throws here anyway only misses that (the run does not depend on it).
+    try {
+      this.#store.prepare?.(this.options.ttl, run.controller.signal);
+    } catch {
+      // nothing to undo
+    }
     return ready;
   }
 
@@ -240,6 +256,7 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
     const stale = run.leader?.id === this.options.id && !sameTerm(run.leader, run.released) ? run.leader : null;
     const ours = term?.holder ?? stale;
     if (ours && !(await this.#release(run, ours))) this.#releaseAfterStop(ours, 0);
+    run.watchController.abort();
     run.markReady();
     this.#state = STOPPED;
     for (const end of [...this.endListeners]) end();
@@ -263,7 +280,7 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
     };
     while (!signal.aborted) {
       try {
-        for await (const holder of this.#store.watch(this.options.path, signal, trouble)) {
+        for await (const holder of this.#store.watch(this.options.path, run.watchController.signal, trouble)) {
           if (signal.aborted) break;
           failures = 0;
           this.#observe(run, holder);

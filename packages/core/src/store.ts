@@ -97,6 +97,20 @@ export interface LockStore {
   validateKey?(key: string): string | undefined;
 
   /**
+   * Optional: a candidate of this `ttl` campaigns on this store until `signal`
+   * aborts (from its start() to its stop()). A store whose acquisition needs
+   * a hold first (a Consul session, an etcd lease) may keep one of that ttl
+   * ready meanwhile, so that a follower's acquisition is one round trip
+   * instead of two. It changes no promise of this contract: an acquisition
+   * still confirms its hold with a request sent after the call began
+   * (promise 3), and a hold that locks keys is kept alive only by their
+   * refreshes, never on account of this (a process that stops refreshing
+   * stops keeping its keys). Best effort: it must not throw, and it makes no
+   * call fail when what it keeps ready is not ready.
+   */
+  prepare?(ttl: number, signal: AbortSignal): void;
+
+  /**
    * Atomically replace the key's holder if it is still `expected`.
    *
    * - `expected === null`: succeed only if the key is free (no holder).

@@ -157,6 +157,21 @@ export class EtcdStore implements LockStore {
     return LONE_SURROGATE.test(key) ? WELL_FORMED_KEY : undefined;
   }
 
+  /**
+   * See `LockStore.prepare`: while candidates of `ttl` campaign, the store
+   * keeps a lease of that ttl granted and kept alive every ttl/2 (one for all
+   * of them), so that a follower that finds its key free, even after
+   * following for longer than the ttl, does not grant a lease first. A lease
+   * that carries keys is kept alive only by their refreshes, as always.
+   */
+  prepare(ttl: number, signal: AbortSignal): void {
+    if (this.#closed.signal.aborted || !(ttl > 0) || !(ttl <= MAX_LEASE_TTL)) return;
+    this.#leases.keepReady(leaseSeconds(ttl), signal, (lease) => {
+      for (const hold of this.#holds.values()) if (hold.lease === lease) return true;
+      return false;
+    });
+  }
+
   async compareAndSwap(key: string, expected: Holder | null, next: Claim | null, ttl: number, signal?: AbortSignal): Promise<SwapResult> {
     const where = 'EtcdStore.compareAndSwap';
     checkKey(where, key);

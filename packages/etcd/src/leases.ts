@@ -62,6 +62,16 @@ export class LeasePool {
     );
   }
 
+  /**
+   * Keep a lease of `seconds` granted and kept alive (every ttl/2) until
+   * `signal` aborts, unless it carries keys (`locks`): `EtcdStore.prepare`,
+   * so that a follower does not grant one when it finds its key free
+   * (HoldPool.keepReady).
+   */
+  keepReady(seconds: number, signal: AbortSignal, locks: (lease: SharedLease) => boolean): void {
+    this.#pool.keepReady(seconds, signal, locks);
+  }
+
   /** The granted, not-lost lease for `seconds`, if there is one (no I/O). */
   current(seconds: number): SharedLease | undefined {
     return this.#pool.current(seconds);

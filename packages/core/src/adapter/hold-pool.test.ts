@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../testing/index.js';
 import { HoldPool, type Hold, type HoldBackend } from './hold-pool.js';
 
 interface Deferred<T> {
@@ -266,5 +267,91 @@ describe('HoldPool: found in review', () => {
     pool.lost(hold); // meanwhile a write on it was refused: the session is invalid
     backend.renews[0]!.resolve(true);
     expect(await confirming).toBe(false);
+  });
+});
+
+describe('HoldPool.keepReady', () => {
+  async function ready(): Promise<{ pool: HoldPool; backend: FakeBackend; clock: FakeClock }> {
+    const backend = new FakeBackend();
+    const clock = new FakeClock();
+    return { pool: new HoldPool(backend, { clock }), backend, clock };
+  }
+
+  it('creates a hold at once and renews it every ttl/2 for as long as any caller wants it; one hold and one timer per TTL', async () => {
+    const { pool, backend, clock } = await ready();
+    const a = new AbortController();
+    const b = new AbortController();
+    pool.keepReady(10, a.signal, () => false);
+    pool.keepReady(10, b.signal, () => false);
+    expect(backend.log).toEqual(['create 10']);
+    backend.grant(0);
+    await tick();
+    await clock.advance(4999);
+    expect(backend.log).toEqual(['create 10']);
+    await clock.advance(1);
+    await tick();
+    expect(backend.log).toEqual(['create 10', 'renew h1']);
+    backend.renews[0]!.resolve(true);
+    a.abort(); // b still wants it
+    await clock.advance(5000);
+    await tick();
+    expect(backend.log).toEqual(['create 10', 'renew h1', 'renew h1']);
+    backend.renews[1]!.resolve(true);
+    b.abort();
+    await clock.advance(20_000);
+    await tick();
+    expect(backend.log).toEqual(['create 10', 'renew h1', 'renew h1']);
+    expect(clock.pending()).toBe(0);
+    expect(pool.current(10)?.id).toBe('h1'); // kept for an acquisition, left to expire unless one comes
+  });
+
+  it('never renews a hold that locks keys: only its keys’ refreshes keep it; renewing it again once it locks none', async () => {
+    const { pool, backend, clock } = await ready();
+    let locking = false;
+    pool.keepReady(10, new AbortController().signal, () => locking);
+    backend.grant(0);
+    await tick();
+    locking = true;
+    await clock.advance(15_000);
+    await tick();
+    expect(backend.log).toEqual(['create 10']);
+    locking = false;
+    await clock.advance(5000);
+    await tick();
+    expect(backend.log).toEqual(['create 10', 'renew h1']);
+  });
+
+  it('a create or renew that fails is tried again at the next turn; a hold found gone is replaced', async () => {
+    const { pool, backend, clock } = await ready();
+    pool.keepReady(4, new AbortController().signal, () => false);
+    backend.creates[0]!.reject(new Error('unreachable'));
+    await tick();
+    await clock.advance(2000);
+    await tick();
+    expect(backend.log).toEqual(['create 4', 'create 4']);
+    backend.grant(1);
+    await tick();
+    await clock.advance(2000);
+    await tick();
+    backend.renews[0]!.resolve(false); // gone (expired meanwhile)
+    await tick();
+    expect(backend.log).toEqual(['create 4', 'create 4', 'renew h1', 'create 4']);
+  });
+
+  it('does nothing for an aborted signal, a TTL that is not a positive number, or a closed pool; close() stops it', async () => {
+    const { pool, backend, clock } = await ready();
+    pool.keepReady(10, AbortSignal.abort(), () => false);
+    pool.keepReady(Number.NaN, new AbortController().signal, () => false);
+    pool.keepReady(0, new AbortController().signal, () => false);
+    expect(backend.log).toEqual([]);
+    pool.keepReady(10, new AbortController().signal, () => false);
+    backend.grant(0);
+    await tick();
+    pool.close();
+    await clock.advance(60_000);
+    await tick();
+    pool.keepReady(10, new AbortController().signal, () => false);
+    expect(backend.log).toEqual(['create 10']);
+    expect(clock.pending()).toBe(0);
   });
 });

@@ -29,6 +29,7 @@
  * A hold lives exactly as long as some caller keeps confirming it, so a
  * process that stops refreshing stops keeping its keys.
  */
+import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { coalesce } from '../coalesce.js';
 
 /** One server-side hold, shared by every key held with its TTL. */
@@ -60,6 +61,14 @@ export interface HoldPoolOptions {
   noun?: string;
   /** How many holds one `confirmed()` may go through when each is found gone as soon as it was created. Default 3. */
   attempts?: number;
+  /** The clock of `keepReady`'s renewals (a `FakeClock` in tests). Default the system clock. */
+  clock?: Clock;
+}
+
+/** The holds `keepReady` keeps for one TTL: how many callers want it, and the timer of its next renewal. */
+interface Readiness {
+  wanted: number;
+  timer: TimerHandle | undefined;
 }
 
 class PooledHold implements Hold {
@@ -93,9 +102,13 @@ export class HoldPool {
   /** Creates sent so far. */
   #sent = 0;
   #closed = false;
+  readonly #clock: Clock;
+  /** Per TTL, the hold `keepReady` keeps while anybody wants it. */
+  readonly #ready = new Map<number, Readiness>();
 
   constructor(backend: HoldBackend, options: HoldPoolOptions = {}) {
     this.#backend = backend;
+    this.#clock = options.clock ?? systemClock;
     this.#name = options.name ?? 'HoldPool';
     this.#noun = options.noun ?? 'hold';
     this.#attempts = Math.max(1, options.attempts ?? 3);
@@ -186,13 +199,55 @@ export class HoldPool {
   }
 
   /**
+   * Keep a hold of `ttl` created, and renewed every ttl/2, until `signal`
+   * aborts (`LockStore.prepare`): a candidate that finds its key free then
+   * acquires with a hold in hand, in one round trip. One hold and one timer
+   * per TTL, however many callers want it. A hold that `locks` says holds
+   * keys is not renewed by this: it lives only as long as the refreshes of
+   * its keys renew it (a process that stops refreshing stops keeping its
+   * keys). Best effort: a failed create or renew is tried again at the next
+   * turn, and nothing waits for it. Never throws.
+   */
+  keepReady(ttl: number, signal: AbortSignal, locks: (hold: Hold) => boolean): void {
+    if (this.#closed || signal.aborted || !(ttl > 0) || !Number.isFinite(ttl)) return;
+    let ready = this.#ready.get(ttl);
+    if (!ready) {
+      const readiness: Readiness = { wanted: 0, timer: undefined };
+      ready = readiness;
+      this.#ready.set(ttl, readiness);
+      const turn = (): void => {
+        if (this.#closed || this.#ready.get(ttl) !== readiness) return;
+        const hold = this.current(ttl);
+        if (!hold || !locks(hold)) this.confirmed(ttl).catch(() => {}); // best effort: an acquisition gets its own anyway
+        readiness.timer = this.#clock.setTimeout(turn, (ttl * 1000) / 2);
+        readiness.timer.unref?.();
+      };
+      turn();
+    }
+    const readiness = ready;
+    readiness.wanted++;
+    signal.addEventListener(
+      'abort',
+      () => {
+        if (--readiness.wanted > 0 || this.#ready.get(ttl) !== readiness) return;
+        this.#ready.delete(ttl);
+        if (readiness.timer !== undefined) this.#clock.clearTimeout(readiness.timer);
+      },
+      { once: true },
+    );
+  }
+
+  /**
    * Later `confirmed()` calls reject, and a hold whose create is still in
    * flight is destroyed when it arrives (it holds nothing). Holds already
    * created are left alone: destroy the ones that hold no key first.
+   * `keepReady` stops.
    */
   close(): void {
     this.#closed = true;
     this.#slots.clear();
+    for (const readiness of this.#ready.values()) if (readiness.timer !== undefined) this.#clock.clearTimeout(readiness.timer);
+    this.#ready.clear();
   }
 
   #create(ttl: number): Slot {

@@ -44,6 +44,14 @@ export class FaultyStore implements LockStore {
     return this.inner.validateKey?.(key);
   }
 
+  /** Every `prepare(ttl, signal)` the wrapped store was told of, in order (passed on to it). */
+  readonly prepared: { ttl: number; signal: AbortSignal }[] = [];
+
+  prepare(ttl: number, signal: AbortSignal): void {
+    this.prepared.push({ ttl, signal });
+    this.inner.prepare?.(ttl, signal);
+  }
+
   /** Make the next `count` calls (of the given operations) reject. */
   failNext(count: number, operations: StoreOperation[] = ['compareAndSwap', 'refresh', 'watch'], message = 'injected fault'): this {
     this.#failures = { remaining: count, error: () => new Error(message), operations: new Set(operations) };
