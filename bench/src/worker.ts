@@ -33,6 +33,14 @@
  * (errors and deselects of the hold only; `errorText` names them). The
  * connections it holds to the agent are counted from outside, in /proc.
  *
+ *   node dist/worker.js consul-raw-candidate AGENT_URL KEY ID
+ *
+ * `consul-raw-candidate` is the floor of a Consul handover from Node, without
+ * any library: node:http with a keep-alive agent, one session (ttl 10 s),
+ * the acquisition as vip sends it (check-not-exists + lock in one /v1/txn),
+ * a follower's blocking GET on the key, and on `stop` a leader's release
+ * (one delete in one /v1/txn). It logs like the candidate fixture.
+ *
  * `consul-proxy` forwards HTTP to a Consul agent and counts the requests by
  * method and path (the key left out). It prints { port } once listening, and
  * { counts } for every `counts` line on its stdin. In a process of its own, so
@@ -279,6 +287,55 @@ async function consulScale(url: string, count: number, holdSeconds: number, pref
   await store.close();
 }
 
+/** The floor of a Consul handover from Node (see the header). */
+async function consulRawCandidate(agentUrl: string, key: string, id: string): Promise<void> {
+  const agent = new Agent({ keepAlive: true });
+  const url = new URL(agentUrl);
+  const call = (method: string, path: string, body?: unknown): Promise<{ status: number; index: number; json: unknown }> =>
+    new Promise((resolve, reject) => {
+      const req = request({ host: url.hostname, port: url.port, path, method, agent }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, index: Number(res.headers['x-consul-index'] ?? 0), json: text ? (JSON.parse(text) as unknown) : undefined }));
+      });
+      req.on('error', reject);
+      req.end(body === undefined ? undefined : JSON.stringify(body));
+    });
+  const session = ((await call('PUT', '/v1/session/create', { TTL: '10s', LockDelay: '10s', Behavior: 'delete', Checks: [] })).json as { ID: string }).ID;
+  const value = Buffer.from(JSON.stringify({ id, value: '' })).toString('base64');
+  const acquire = async (): Promise<boolean> =>
+    (await call('PUT', '/v1/txn', [{ KV: { Verb: 'check-not-exists', Key: key } }, { KV: { Verb: 'lock', Key: key, Value: value, Session: session } }])).status === 200;
+  let leading = false;
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    if (line.trim() !== 'stop' || !leading) return;
+    void call('PUT', '/v1/txn', [{ KV: { Verb: 'delete', Key: key } }]).then(() => process.exit(0));
+  });
+  log(id, 'started');
+  if (await acquire()) {
+    leading = true;
+    log(id, 'select');
+    return;
+  }
+  let index = 0;
+  let announced = false;
+  for (;;) {
+    const answer = await call('GET', `/v1/kv/${key}?index=${index}&wait=30s`);
+    index = answer.index;
+    const entry = (answer.json as { Session?: string; Value?: string }[] | undefined)?.[0];
+    if (entry?.Session) {
+      if (!announced) process.stdout.write(`${JSON.stringify({ at: Date.now(), id, event: 'change', leader: JSON.parse(Buffer.from(entry.Value ?? '', 'base64').toString()).id })}\n`);
+      announced = true;
+      continue;
+    }
+    if (await acquire()) {
+      leading = true;
+      log(id, 'select');
+      return;
+    }
+  }
+}
+
 function consulProxy(host: string, port: number): void {
   const counts: Record<string, number> = {};
   const upstream = new Agent({ keepAlive: true });
@@ -309,5 +366,6 @@ else if (mode === 'etcd3-candidate') await etcd3Candidate(args[0]!.split(','), a
 else if (mode === 'locked-candidate') lockedCandidate(args[0]!, args[1]!, args[2]!, Number(args[3]));
 else if (mode === 'metrics') await metricsCost(args[0]!, args[1]!.split(','), Number(args[2]), Number(args[3]), args[4]!, Number(args[5]));
 else if (mode === 'consul-scale') await consulScale(args[0]!, Number(args[1]), Number(args[2]), args[3]!);
+else if (mode === 'consul-raw-candidate') await consulRawCandidate(args[0]!, args[1]!, args[2]!);
 else if (mode === 'consul-proxy') consulProxy(args[0]!, Number(args[1]));
 else throw new Error(`worker: unknown mode ${JSON.stringify(mode)}`);

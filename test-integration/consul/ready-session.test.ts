@@ -2,6 +2,8 @@
 // agent: the session exists before the follower ever acquires, outlives
 // 2 × ttl while it only follows, is the session the follower then locks the
 // key with, and is gone once the store closes.
+import { Agent, createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Candidate } from '@vip/core';
 import { FaultyStore } from '@vip/core/testing';
 import { ConsulStore } from '@vip/consul';
@@ -106,5 +108,56 @@ describe('consul: a follower keeps a session ready', () => {
     await until(async () => (await lockedBy(agent, `${prefix}ours`)) !== session, 'Consul to free the leader’s key', 15_000);
     expect(follower.id()).toBe('other');
     expect(await sessions(agent, 'shared')).not.toContain(session);
+  }, 60_000);
+
+  it('a session whose lock transaction went unanswered is not kept alive for followers: Consul frees that key by expiry', async () => {
+    const agent = await startConsul({ configJson: { session_ttl_min: '1s' } });
+    cleanup.push(() => agent.close());
+    // An HTTP proxy that forwards everything, but drops the answer to a lock transaction while \`lose\` is set:
+    // the write is applied, the store never hears of it (outcome unknown).
+    let lose = false;
+    const upstream = new Agent({ keepAlive: true });
+    const proxy = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const dropAnswer = lose && req.url?.startsWith('/v1/txn') && body.includes('"lock"');
+        const forward = request(
+          { host: agent.host, port: agent.port, path: req.url, method: req.method, headers: req.headers, agent: upstream },
+          (answer) => {
+            if (dropAnswer) {
+              answer.resume();
+              res.socket?.destroy();
+              return;
+            }
+            res.writeHead(answer.statusCode ?? 502, answer.headers);
+            answer.pipe(res);
+          },
+        );
+        forward.on('error', () => res.destroy());
+        forward.end(body);
+      });
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    cleanup.push(async () => {
+      proxy.closeAllConnections();
+      proxy.close();
+      upstream.destroy();
+    });
+    const prefix = uniqueConsulPrefix('ready');
+    const store = new ConsulStore(`consul://127.0.0.1:${(proxy.address() as AddressInfo).port}`, { minTtl: 1, sessionName: 'unsure' });
+    cleanup.push(() => store.close());
+    // Followers of ttl 1 campaign on this store for the whole test: it keeps a session of ttl 1 ready.
+    const following = new AbortController();
+    cleanup.push(async () => following.abort());
+    store.prepare(1, following.signal);
+    const ready = await until(async () => (await sessions(agent, 'unsure')).at(0), 'the ready session', 10_000);
+    lose = true;
+    await expect(store.compareAndSwap(`${prefix}ours`, null, { id: 'a', value: 'v' }, 1)).rejects.toThrow();
+    lose = false;
+    expect(await lockedBy(agent, `${prefix}ours`)).toBe(ready); // applied, although unanswered
+    // Nobody refreshes that key: Consul must free it within 2 × ttl (and its reaper's latency), as after a crash.
+    await until(async () => (await lockedBy(agent, `${prefix}ours`)) === undefined, 'Consul to free the key of the unanswered lock', 15_000);
   }, 60_000);
 });

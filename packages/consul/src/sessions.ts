@@ -1,6 +1,7 @@
 /**
  * The Consul sessions of one store: one per distinct TTL, shared by every key
- * the store holds with that TTL, renewed only when a caller asks.
+ * the store holds with that TTL, renewed only when a caller asks (or, while
+ * it locks no key, by `keepReady` for followers).
  *
  * Promise 3 of the store contract ("a confirmed hold lasts at least ttl from
  * the call") rests on one Consul rule: a session is not invalidated before its
@@ -21,9 +22,11 @@
  * its TTL or by its node leaving the catalog, or destroyed; sessions have no
  * health checks, see consul-http.ts createSession): it is `lost` for good,
  * every hold on it is gone, and the next `confirmed(ttl)` creates a new one.
- * Nothing here renews on a timer: a session lives exactly as long as some
- * caller keeps confirming it, so a process that stops refreshing stops
- * keeping its keys.
+ * Nothing renews a session that locks keys on a timer: such a session lives
+ * exactly as long as some caller keeps confirming it, so a process that stops
+ * refreshing stops keeping its keys. `keepReady` renews every ttl/2 only a
+ * session that locks no key (and none with a lock transaction on its way or
+ * unanswered), for followers.
  *
  * The sharing, the confirmation rule and the bookkeeping are core's
  * `HoldPool` (@vip/core/adapter); this file is the Consul side of it:
@@ -92,7 +95,7 @@ export class SessionPool {
     return this.#pool.live();
   }
 
-  /** Stop creating sessions; destroy `sessions` (bounded by `timeoutMs`, best effort). */
+  /** Stop creating sessions (and keeping one ready); destroy `sessions` (bounded by `timeoutMs`, best effort). */
   async close(sessions: readonly Session[], timeoutMs: number): Promise<void> {
     this.#pool.close();
     await Promise.allSettled(

@@ -252,11 +252,14 @@ export abstract class Machine extends EventEmitter<CandidateEvents> {
   async #shutdown(run: Run, term: Term | undefined): Promise<void> {
     // Each call is bounded by its timeout and does not follow the run's abort:
     // a key won meanwhile is released by #acquire, not left on a shared lease.
-    await Promise.allSettled([...run.pending]);
-    const stale = run.leader?.id === this.options.id && !sameTerm(run.leader, run.released) ? run.leader : null;
-    const ours = term?.holder ?? stale;
-    if (ours && !(await this.#release(run, ours))) this.#releaseAfterStop(ours, 0);
-    run.watchController.abort();
+    try {
+      await Promise.allSettled([...run.pending]);
+      const stale = run.leader?.id === this.options.id && !sameTerm(run.leader, run.released) ? run.leader : null;
+      const ours = term?.holder ?? stale;
+      if (ours && !(await this.#release(run, ours))) this.#releaseAfterStop(ours, 0);
+    } finally {
+      run.watchController.abort();
+    }
     run.markReady();
     this.#state = STOPPED;
     for (const end of [...this.endListeners]) end();

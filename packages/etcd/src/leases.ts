@@ -2,7 +2,8 @@
  * The leases of one store: one etcd lease per distinct TTL, shared by every
  * key the store holds with that TTL, and kept alive only on demand.
  *
- * There is no background keepalive loop. A hold is confirmed by a keepalive
+ * No background keepalive loop keeps a lease that carries keys alive
+ * (`keepReady` keeps only a lease that carries none, for followers). A hold is confirmed by a keepalive
  * *sent after the confirming call began* (contract promise 3: a confirmed hold
  * lasts at least `ttl` from the call): etcd then keeps the lease for its full
  * TTL from the moment the keepalive arrives, which is later than the call.
@@ -70,6 +71,11 @@ export class LeasePool {
    */
   keepReady(seconds: number, signal: AbortSignal, locks: (lease: SharedLease) => boolean): void {
     this.#pool.keepReady(seconds, signal, locks);
+  }
+
+  /** Stop keeping leases ready (close(), before the idle ones are revoked). */
+  stopKeepingReady(): void {
+    this.#pool.stopKeepingReady();
   }
 
   /** The granted, not-lost lease for `seconds`, if there is one (no I/O). */

@@ -354,4 +354,17 @@ describe('HoldPool.keepReady', () => {
     expect(backend.log).toEqual(['create 10']);
     expect(clock.pending()).toBe(0);
   });
+
+  it('a TTL longer than the longest timer waits the longest timer, not at once (Node fires an overlong timer after 1 ms)', async () => {
+    const { pool, backend, clock } = await ready();
+    pool.keepReady(9e9, new AbortController().signal, () => false);
+    backend.grant(0);
+    await tick();
+    await clock.advance(60_000);
+    await tick();
+    expect(backend.log).toEqual(['create 9000000000']);
+    await clock.advance(2 ** 31 - 1);
+    await tick();
+    expect(backend.log).toEqual(['create 9000000000', 'renew h1']);
+  });
 });

@@ -3,7 +3,9 @@
  * per distinct TTL, shared by every key the store holds with that TTL, and
  * renewed only when a caller asks.
  *
- * There is no background keepalive loop and no timer. Contract promise 3 (a
+ * No background loop keeps a hold that carries keys alive; the one timer,
+ * `keepReady`'s, renews only a hold that the store says carries none (for
+ * followers, so that they acquire in one round trip). Contract promise 3 (a
  * confirmed hold lasts at least `ttl` from the call) rests on one server rule:
  * a hold is not dropped before its TTL has passed since it was created or last
  * renewed. So the only "alive" is the answer to a create or renew *sent after
@@ -70,6 +72,9 @@ interface Readiness {
   wanted: number;
   timer: TimerHandle | undefined;
 }
+
+/** setTimeout's longest delay (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 class PooledHold implements Hold {
   lost = false;
@@ -219,7 +224,8 @@ export class HoldPool {
         if (this.#closed || this.#ready.get(ttl) !== readiness) return;
         const hold = this.current(ttl);
         if (!hold || !locks(hold)) this.confirmed(ttl).catch(() => {}); // best effort: an acquisition gets its own anyway
-        readiness.timer = this.#clock.setTimeout(turn, (ttl * 1000) / 2);
+        // Capped at Node's longest timer (a longer one fires at once, every 1 ms).
+        readiness.timer = this.#clock.setTimeout(turn, Math.min((ttl * 1000) / 2, MAX_TIMER_MS));
         readiness.timer.unref?.();
       };
       turn();
@@ -246,6 +252,11 @@ export class HoldPool {
   close(): void {
     this.#closed = true;
     this.#slots.clear();
+    this.stopKeepingReady();
+  }
+
+  /** Stop every `keepReady` now (a store that closes, before it frees its idle holds). */
+  stopKeepingReady(): void {
     for (const readiness of this.#ready.values()) if (readiness.timer !== undefined) this.#clock.clearTimeout(readiness.timer);
     this.#ready.clear();
   }
