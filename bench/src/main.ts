@@ -45,9 +45,10 @@ import { CONSUL_SCALE_HEADING, consulScaleSection, type ConsulScaleSizes } from 
 import { began, bound, elapsed, log, ms, sleep, stats, until, type Stats } from './common.js';
 
 const full = process.argv.includes('--full');
-/** Parts named on the command line (none: all of them). Only `metrics` (figure 6) can run alone. */
+/** Parts named on the command line (none: all of them). `metrics` (figure 6) and `consul` (figure 7) can run alone. */
 const PARTS = process.argv.slice(2).filter((arg) => !arg.startsWith('--'));
-for (const part of PARTS) if (part !== 'metrics') throw new Error(`bench: unknown part ${JSON.stringify(part)} (known: metrics)`);
+for (const part of PARTS) if (part !== 'metrics' && part !== 'consul') throw new Error(`bench: unknown part ${JSON.stringify(part)} (known: metrics, consul)`);
+if (PARTS.length > 1) throw new Error(`bench: name one part to run alone, or none for the whole run (got ${PARTS.join(', ')})`);
 const metricsOnly = PARTS.includes('metrics');
 const consulOnly = PARTS.includes('consul');
 /** Figure 7: at full size with --full or alone (`npm run bench -- consul`), smaller in the quick run. */

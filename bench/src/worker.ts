@@ -38,8 +38,8 @@
  * `consul-raw-candidate` is the floor of a Consul handover from Node, without
  * any library: node:http with a keep-alive agent, one session (ttl 10 s),
  * the acquisition as vip sends it (check-not-exists + lock in one /v1/txn),
- * a follower's blocking GET on the key, and on `stop` a leader's release
- * (one delete in one /v1/txn). It logs like the candidate fixture.
+ * renewed every 5 s, a follower's blocking GET on the key, and on `stop` a
+ * leader's release (one delete in one /v1/txn). It logs like the candidate fixture.
  *
  * `consul-proxy` forwards HTTP to a Consul agent and counts the requests by
  * method and path (the key left out). It prints { port } once listening, and
@@ -268,7 +268,15 @@ async function consulScale(url: string, count: number, holdSeconds: number, pref
   const leading = (): number => candidates.filter((candidate) => candidate.isSelected()).length;
   while (leading() < count && performance.now() - started < 120_000) await new Promise((resolve) => setTimeout(resolve, 50));
   const led = leading();
-  console.log(JSON.stringify({ phase: 'settled', led, settleMs: led === count ? performance.now() - started : null, errors: failures.total, errorText: failures.describe() }));
+  // What the elections that did not lead were doing: their health (state, the leader they saw, store trouble).
+  const stuck = candidates
+    .filter((candidate) => !candidate.isSelected())
+    .slice(0, 5)
+    .map((candidate) => {
+      const health = candidate.health();
+      return { state: health.state, reason: health.reason, leader: health.leader?.id ?? null, lastError: health.lastError };
+    });
+  console.log(JSON.stringify({ phase: 'settled', led, settleMs: led === count ? performance.now() - started : null, errors: failures.total, errorText: failures.describe(), stuck }));
   const errorsBefore = failures.total;
   const deselectsBefore = deselects;
   const idleCpuPercent = await cpuPercentOver(holdSeconds);
@@ -303,6 +311,8 @@ async function consulRawCandidate(agentUrl: string, key: string, id: string): Pr
       req.end(body === undefined ? undefined : JSON.stringify(body));
     });
   const session = ((await call('PUT', '/v1/session/create', { TTL: '10s', LockDelay: '10s', Behavior: 'delete', Checks: [] })).json as { ID: string }).ID;
+  // Renewed every ttl/2 for as long as the process runs, leader or follower (as a kept-ready session is).
+  setInterval(() => void call('PUT', `/v1/session/renew/${session}`).catch(() => {}), 5000).unref();
   const value = Buffer.from(JSON.stringify({ id, value: '' })).toString('base64');
   const acquire = async (): Promise<boolean> =>
     (await call('PUT', '/v1/txn', [{ KV: { Verb: 'check-not-exists', Key: key } }, { KV: { Verb: 'lock', Key: key, Value: value, Session: session } }])).status === 200;
