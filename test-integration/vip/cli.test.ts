@@ -11,12 +11,23 @@ const TTL = 2;
 
 const { vip, defer } = vipProcesses();
 
+/**
+ * Whether `pid` still runs. A killed process whose parent died stays a zombie
+ * until the new parent (PID 1 here) reaps it, and kill(pid, 0) succeeds on a
+ * zombie: that would date its death at the reap, up to a few hundred ms late.
+ */
 const alive = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    // Gone between the two looks, or no /proc (not Linux: kill(pid, 0) is all we know).
+    return !existsSync('/proc/self/stat');
   }
 };
 
