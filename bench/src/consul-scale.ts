@@ -111,6 +111,24 @@ async function scaleRow(agent: ConsulAgent, prefix: string, count: number, holdS
   }
 }
 
+/** An HTTP proxy in front of the Consul agent, in a process of its own, that counts requests by method and path (worker.ts). */
+export async function countingProxy(agent: ConsulAgent): Promise<{ url: string; counts: () => Promise<Map<string, number>>; close: () => Promise<void> }> {
+  const proxy = spawnJsonLines<{ port?: number; counts?: Record<string, number> }>(process.execPath, [worker, 'consul-proxy', agent.host, String(agent.port)]);
+  const { port } = await proxy.waitFor((line) => line.port !== undefined, 10_000);
+  return {
+    url: `consul://127.0.0.1:${port}`,
+    counts: async () => {
+      const from = proxy.lines.length;
+      proxy.send('counts');
+      const { counts } = await proxy.waitFor((line) => line.counts !== undefined, 10_000, from);
+      return new Map(Object.entries(counts!));
+    },
+    close: async () => {
+      await proxy.kill('SIGKILL');
+    },
+  };
+}
+
 /** The floor: a candidate without any library (worker consul-raw-candidate), at ttl 10. */
 function rawCandidate(agent: ConsulAgent, path: string, id: string): JsonLinesProcess<Line> {
   return spawnJsonLines<Line>(process.execPath, [worker, 'consul-raw-candidate', agent.address, path, id]);
@@ -299,20 +317,14 @@ async function storm(agent: ConsulAgent, prefix: string, followers: number, seco
   await fetch(`${api}/session/destroy/${session}`, { method: 'PUT' });
   await fetch(`${api}/kv/${key}`, { method: 'DELETE' });
   const delayEnds = Date.now() + lockDelaySeconds * 1000;
-  const proxy = spawnJsonLines<{ port?: number; counts?: Record<string, number> }>(process.execPath, [worker, 'consul-proxy', agent.host, String(agent.port)]);
+  let proxy: Awaited<ReturnType<typeof countingProxy>> | undefined;
   const herd: JsonLinesProcess<Line>[] = [];
   try {
-    const { port } = await proxy.waitFor((line) => line.port !== undefined, 10_000);
-    const proxied = `consul://127.0.0.1:${port}`;
-    for (let i = 0; i < followers; i++) herd.push(candidate(proxied, key, `f${i}`, 10));
+    proxy = await countingProxy(agent);
+    for (let i = 0; i < followers; i++) herd.push(candidate(proxy.url, key, `f${i}`, 10));
     await until(() => herd.every((p) => p.lines.some((line) => line.event === 'started')), 'the followers to start', 60_000);
     await sleep(2000);
-    const counts = async (): Promise<Record<string, number>> => {
-      const from = proxy.lines.length;
-      proxy.send('counts');
-      return (await proxy.waitFor((line) => line.counts !== undefined, 10_000, from)).counts!;
-    };
-    const before = await counts();
+    const before = await proxy.counts();
     const windowStart = performance.now();
     let writing = true;
     const writer = (async () => {
@@ -323,13 +335,13 @@ async function storm(agent: ConsulAgent, prefix: string, followers: number, seco
       }
     })();
     await sleep(seconds * 1000);
-    const after = await counts();
+    const after = await proxy.counts();
     const windowSeconds = (performance.now() - windowStart) / 1000;
     writing = false;
     await writer;
     if (Date.now() >= delayEnds) result.failures.push('the lock delay ended before the window did: the window is not of a key under lock delay');
-    const during = Object.entries(after)
-      .map(([kind, n]) => [kind, n - (before[kind] ?? 0)] as const)
+    const during = [...after]
+      .map(([kind, n]) => [kind, n - (before.get(kind) ?? 0)] as const)
       .filter(([, n]) => n > 0)
       .sort((x, y) => y[1] - x[1]);
     const total = during.reduce((sum, [, n]) => sum + n, 0);
@@ -343,7 +355,7 @@ async function storm(agent: ConsulAgent, prefix: string, followers: number, seco
   } catch (error) {
     result.failures.push((error as Error).message.split('\n')[0]!);
   } finally {
-    await Promise.all([...herd.map((p) => p.kill('SIGKILL')), proxy.kill('SIGKILL')]);
+    await Promise.all([...herd.map((p) => p.kill('SIGKILL')), proxy?.close()]);
   }
   return result;
 }

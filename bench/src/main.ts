@@ -41,7 +41,7 @@ import {
   type JsonLinesProcess,
 } from '@vip/test-integration/harness';
 import { Etcd3 } from 'etcd3';
-import { CONSUL_SCALE_HEADING, consulScaleSection, type ConsulScaleSizes } from './consul-scale.js';
+import { CONSUL_SCALE_HEADING, consulScaleSection, countingProxy, type ConsulScaleSizes } from './consul-scale.js';
 import { began, bound, elapsed, log, ms, sleep, stats, until, type Stats } from './common.js';
 
 const full = process.argv.includes('--full');
@@ -423,24 +423,6 @@ function etcd3Leaders(hosts: string[], prefix: string, count: number): () => Pro
       await Promise.all(campaigns.map((campaign) => campaign.resign()));
       client.close();
     };
-  };
-}
-
-/** An HTTP proxy in front of the Consul agent, in a process of its own, that counts requests by method and path (worker.ts). */
-async function countingProxy(agent: ConsulAgent): Promise<{ url: string; counts: () => Promise<Map<string, number>>; close: () => Promise<void> }> {
-  const proxy = spawnJsonLines<{ port?: number; counts?: Record<string, number> }>(process.execPath, [worker, 'consul-proxy', agent.host, String(agent.port)]);
-  const { port } = await proxy.waitFor((line) => line.port !== undefined, 10_000);
-  return {
-    url: `consul://127.0.0.1:${port}`,
-    counts: async () => {
-      const from = proxy.lines.length;
-      proxy.send('counts');
-      const { counts } = await proxy.waitFor((line) => line.counts !== undefined, 10_000, from);
-      return new Map(Object.entries(counts!));
-    },
-    close: async () => {
-      await proxy.kill('SIGKILL');
-    },
   };
 }
 

@@ -32,14 +32,35 @@ async function lockedBy(agent: ConsulAgent, key: string): Promise<string | undef
   return ((await response.json()) as { Session?: string }[])[0]?.Session;
 }
 
+/** A dev agent that accepts session TTLs from 1 s, stopped after the test. */
+async function shortTtlAgent(): Promise<ConsulAgent> {
+  const agent = await startConsul({ configJson: { session_ttl_min: '1s' } });
+  cleanup.push(() => agent.close());
+  return agent;
+}
+
+/** A store (ttl 1 allowed) on `agent`, closed after the test. */
+function storeOn(agent: ConsulAgent, options: { sessionName?: string } = {}): ConsulStore {
+  const store = new ConsulStore(agent.connectionString, { minTtl: 1, ...options });
+  cleanup.push(() => store.close());
+  return store;
+}
+
+/** A candidate (ttl 1) of another store that leads `path`, stopped after the test. */
+async function leaderOf(agent: ConsulAgent, path: string): Promise<Candidate> {
+  const leader = new Candidate(storeOn(agent), { path, id: 'other', ttl: 1 });
+  cleanup.push(() => leader.stop());
+  await leader.start();
+  await leader.whenSelected();
+  return leader;
+}
+
 describe('consul: a follower keeps a session ready', () => {
   it('the follower has its session before it acquires, keeps it past 2 × ttl, locks the key with it, and close() destroys it', async () => {
-    const agent = await startConsul({ configJson: { session_ttl_min: '1s' } });
-    cleanup.push(() => agent.close());
+    const agent = await shortTtlAgent();
     const key = `${uniqueConsulPrefix('ready')}job`;
-    const leaderStore = new ConsulStore(agent.connectionString, { minTtl: 1, sessionName: 'leader' });
-    const followerStore = new ConsulStore(agent.connectionString, { minTtl: 1, sessionName: 'follower' });
-    cleanup.push(() => leaderStore.close(), () => followerStore.close());
+    const leaderStore = storeOn(agent, { sessionName: 'leader' });
+    const followerStore = storeOn(agent, { sessionName: 'follower' });
     const a = new Candidate(leaderStore, { path: key, id: 'a', ttl: 1 });
     const b = new Candidate(followerStore, { path: key, id: 'b', ttl: 1 });
     cleanup.push(() => a.stop(), () => b.stop());
@@ -60,17 +81,10 @@ describe('consul: a follower keeps a session ready', () => {
   }, 60_000);
 
   it('a stopped follower stops renewing: its session expires', async () => {
-    const agent = await startConsul({ configJson: { session_ttl_min: '1s' } });
-    cleanup.push(() => agent.close());
+    const agent = await shortTtlAgent();
     const prefix = uniqueConsulPrefix('ready');
-    const store = new ConsulStore(agent.connectionString, { minTtl: 1, sessionName: 'mixed' });
-    cleanup.push(() => store.close());
-    const other = new ConsulStore(agent.connectionString, { minTtl: 1 });
-    cleanup.push(() => other.close());
-    const leader = new Candidate(other, { path: `${prefix}held`, id: 'other', ttl: 1 });
-    cleanup.push(() => leader.stop());
-    await leader.start();
-    await leader.whenSelected();
+    const store = storeOn(agent, { sessionName: 'mixed' });
+    await leaderOf(agent, `${prefix}held`);
     const follower = new Candidate(store, { path: `${prefix}held`, id: 'f', ttl: 1 });
     await follower.start();
     const ready = await until(async () => (await sessions(agent, 'mixed')).at(0), 'the follower’s session', 10_000);
@@ -80,18 +94,10 @@ describe('consul: a follower keeps a session ready', () => {
   }, 60_000);
 
   it('a session that locks a key is not kept alive by it: a leader that cannot refresh loses its key at the server although a follower of the store keeps campaigning', async () => {
-    const agent = await startConsul({ configJson: { session_ttl_min: '1s' } });
-    cleanup.push(() => agent.close());
+    const agent = await shortTtlAgent();
     const prefix = uniqueConsulPrefix('ready');
-    const inner = new ConsulStore(agent.connectionString, { minTtl: 1, sessionName: 'shared' });
-    const faulty = new FaultyStore(inner);
-    cleanup.push(() => inner.close());
-    const other = new ConsulStore(agent.connectionString, { minTtl: 1 });
-    cleanup.push(() => other.close());
-    const elsewhere = new Candidate(other, { path: `${prefix}theirs`, id: 'other', ttl: 1 });
-    cleanup.push(() => elsewhere.stop());
-    await elsewhere.start();
-    await elsewhere.whenSelected();
+    const faulty = new FaultyStore(storeOn(agent, { sessionName: 'shared' }));
+    await leaderOf(agent, `${prefix}theirs`);
     const leader = new Candidate(faulty, { path: `${prefix}ours`, id: 'leader', ttl: 1 });
     const follower = new Candidate(faulty, { path: `${prefix}theirs`, id: 'follower', ttl: 1 });
     cleanup.push(
@@ -111,8 +117,7 @@ describe('consul: a follower keeps a session ready', () => {
   }, 60_000);
 
   it('a session whose lock transaction went unanswered is not kept alive for followers: Consul frees that key by expiry', async () => {
-    const agent = await startConsul({ configJson: { session_ttl_min: '1s' } });
-    cleanup.push(() => agent.close());
+    const agent = await shortTtlAgent();
     // An HTTP proxy that forwards everything, but drops the answer to a lock transaction while \`lose\` is set:
     // the write is applied, the store never hears of it (outcome unknown).
     let lose = false;

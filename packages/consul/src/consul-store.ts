@@ -203,15 +203,6 @@ export class ConsulStore implements LockStore {
   readonly #sessions: SessionPool;
   /** The terms this store wrote, by Consul key. */
   readonly #holds = new Map<string, Hold>();
-  /**
-   * Sessions that may lock a key this store does not know of: a lock
-   * transaction on it is on its way (count), or went unanswered (outcome
-   * unknown, forever). `prepare` never renews them: only the refreshes of
-   * known holds may keep a key alive (a process that stops refreshing stops
-   * keeping its keys).
-   */
-  readonly #writing = new Map<Session, number>();
-  readonly #unsure = new WeakSet<Session>();
   /** Non-ASCII keys the agent has answered a GET for: it serves them (see #acquire). */
   readonly #served = new Set<string>();
   readonly #closed = new AbortController();
@@ -265,7 +256,6 @@ export class ConsulStore implements LockStore {
   prepare(ttl: number, signal: AbortSignal): void {
     if (this.#closed.signal.aborted || !(ttl >= this.limits.minTtl!) || !(ttl <= MAX_TTL)) return;
     this.#sessions.keepReady(ttl, signal, (session) => {
-      if (this.#unsure.has(session) || (this.#writing.get(session) ?? 0) > 0) return true;
       for (const hold of this.#holds.values()) if (hold.session === session) return true;
       return false;
     });
@@ -376,19 +366,9 @@ export class ConsulStore implements LockStore {
           ? { Verb: 'check-not-exists', Key: name }
           : // Delete-and-create in one txn: fails if the leftover changed since we read it.
             { Verb: 'delete-cas', Key: name, Index: leftover.ModifyIndex };
+      // Counted while on its way, and for good if unanswered: the ready session is then never renewed for followers.
       const locking = session;
-      this.#writing.set(locking, (this.#writing.get(locking) ?? 0) + 1);
-      let outcome: Awaited<ReturnType<ConsulHttp['txn']>>;
-      try {
-        outcome = await this.#http.txn([guard, { Verb: 'lock', Key: name, Value: value, Session: locking.id }], signal);
-      } catch (error) {
-        this.#unsure.add(locking); // applied or not, nobody knows: never kept alive for followers
-        throw error;
-      } finally {
-        const left = this.#writing.get(locking)! - 1;
-        if (left > 0) this.#writing.set(locking, left);
-        else this.#writing.delete(locking);
-      }
+      const outcome = await this.#sessions.writeOn(locking, () => this.#http.txn([guard, { Verb: 'lock', Key: name, Value: value, Session: locking.id }], signal));
       /** The term won, recorded at once so that it can be released even if its renew fails. */
       let won: Holder | undefined;
       if (outcome.ok) {

@@ -25,8 +25,8 @@
  * Nothing renews a session that locks keys on a timer: such a session lives
  * exactly as long as some caller keeps confirming it, so a process that stops
  * refreshing stops keeping its keys. `keepReady` renews every ttl/2 only a
- * session that locks no key (and none with a lock transaction on its way or
- * unanswered), for followers.
+ * session that locks no key (and none with a lock transaction, `writeOn`, on
+ * its way or unanswered), for followers.
  *
  * The sharing, the confirmation rule and the bookkeeping are core's
  * `HoldPool` (@vip/core/adapter); this file is the Consul side of it:
@@ -63,11 +63,16 @@ export class SessionPool {
 
   /**
    * Keep a session of `ttl` created and renewed (every ttl/2) until `signal`
-   * aborts, unless it locks keys (`locks`): `ConsulStore.prepare`, so that a
+   * aborts, unless it locks keys (`locks`, or a `writeOn`): `ConsulStore.prepare`, so that a
    * follower acquires in one round trip (HoldPool.keepReady).
    */
   keepReady(ttl: number, signal: AbortSignal, locks: (session: Session) => boolean): void {
     this.#pool.keepReady(ttl, signal, locks);
+  }
+
+  /** Send a lock transaction on `session`: until it answers, and for good if it does not, `keepReady` leaves it alone (HoldPool.writeOn). */
+  writeOn<T>(session: Session, write: () => Promise<T>): Promise<T> {
+    return this.#pool.writeOn(session, write);
   }
 
   /** The live session of this TTL, if one was created (no request; not confirmed). */

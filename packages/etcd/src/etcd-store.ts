@@ -116,14 +116,6 @@ export class EtcdStore implements LockStore {
   readonly #requestTimeoutMs: number;
   readonly #leases: LeasePool;
   readonly #holds = new Map<string, Hold>();
-  /**
-   * Leases that may carry a key this store does not know of: a put on it is
-   * on its way (count), or went unanswered (outcome unknown, forever).
-   * `prepare` never keeps them alive: only the refreshes of known holds may
-   * keep a key alive (a process that stops refreshing stops keeping its keys).
-   */
-  readonly #writing = new Map<SharedLease, number>();
-  readonly #unsure = new WeakSet<SharedLease>();
   /** Acquires in flight per key: an answer lost in one of them is only adopted when it is alone. */
   readonly #acquiring = new Map<string, number>();
   #inFlight = 0;
@@ -175,7 +167,6 @@ export class EtcdStore implements LockStore {
   prepare(ttl: number, signal: AbortSignal): void {
     if (this.#closed.signal.aborted || !(ttl > 0) || !(ttl <= MAX_LEASE_TTL)) return;
     this.#leases.keepReady(leaseSeconds(ttl), signal, (lease) => {
-      if (this.#unsure.has(lease) || (this.#writing.get(lease) ?? 0) > 0) return true;
       for (const hold of this.#holds.values()) if (hold.lease === lease) return true;
       return false;
     });
@@ -277,16 +268,18 @@ export class EtcdStore implements LockStore {
         // Confirmed before the write, so a key is never written onto a lease about to expire.
         const lease = await this.#leases.confirmed(seconds);
         let response: ITxnResponse;
-        this.#writing.set(lease, (this.#writing.get(lease) ?? 0) + 1);
         try {
-          response = await this.client.kv.txn(
-            {
-              // Guard: the key does not exist. Of all contenders, only one txn can see that.
-              compare: [{ key: name, target: 'Create', result: 'Equal', create_revision: 0 }],
-              success: [{ request_put: { key: name, value, lease: lease.id } }],
-              failure: [{ request_range: { key: name } }],
-            },
-            this.#callOptions(),
+          // Counted while on its way, and for good if unanswered: the lease is then never kept alive for followers.
+          response = await this.#leases.writeOn(lease, () =>
+            this.client.kv.txn(
+              {
+                // Guard: the key does not exist. Of all contenders, only one txn can see that.
+                compare: [{ key: name, target: 'Create', result: 'Equal', create_revision: 0 }],
+                success: [{ request_put: { key: name, value, lease: lease.id } }],
+                failure: [{ request_range: { key: name } }],
+              },
+              this.#callOptions(),
+            ),
           );
         } catch (error) {
           // The lease was revoked between its keepalive and the txn: etcd applied
@@ -295,12 +288,7 @@ export class EtcdStore implements LockStore {
             this.#dropLease(lease);
             continue;
           }
-          this.#unsure.add(lease); // applied or not, nobody knows: never kept alive for followers
           throw error;
-        } finally {
-          const left = this.#writing.get(lease)! - 1;
-          if (left > 0) this.#writing.set(lease, left);
-          else this.#writing.delete(lease);
         }
         if (response.succeeded) {
           // The txn's revision is the revision of its put: the key's create revision.

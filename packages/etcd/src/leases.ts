@@ -73,6 +73,11 @@ export class LeasePool {
     this.#pool.keepReady(seconds, signal, locks);
   }
 
+  /** Send a put on `lease`: until it answers, and for good if it does not, `keepReady` leaves it alone (HoldPool.writeOn). */
+  writeOn<T>(lease: SharedLease, write: () => Promise<T>): Promise<T> {
+    return this.#pool.writeOn(lease, write);
+  }
+
   /** Stop keeping leases ready (close(), before the idle ones are revoked). */
   stopKeepingReady(): void {
     this.#pool.stopKeepingReady();

@@ -367,4 +367,30 @@ describe('HoldPool.keepReady', () => {
     await tick();
     expect(backend.log).toEqual(['create 9000000000', 'renew h1']);
   });
+
+  it('never renews a hold with a writeOn on its way, nor one whose writeOn went unanswered (it may carry a key nobody knows of)', async () => {
+    const { pool, backend, clock } = await ready();
+    pool.keepReady(10, new AbortController().signal, () => false);
+    backend.grant(0);
+    await tick();
+    const hold = pool.current(10)!;
+    let answer!: (value: string) => void;
+    let fail!: (error: Error) => void;
+    const inFlight = pool.writeOn(hold, () => new Promise<string>((resolve) => (answer = resolve)));
+    await clock.advance(5000);
+    await tick();
+    expect(backend.log).toEqual(['create 10']);
+    answer('answered');
+    expect(await inFlight).toBe('answered');
+    await clock.advance(5000);
+    await tick();
+    expect(backend.log).toEqual(['create 10', 'renew h1']);
+    backend.renews[0]!.resolve(true);
+    const unanswered = pool.writeOn(hold, () => new Promise<string>((_resolve, reject) => (fail = reject)));
+    fail(new Error('timed out'));
+    await expect(unanswered).rejects.toThrow('timed out');
+    await clock.advance(20_000);
+    await tick();
+    expect(backend.log).toEqual(['create 10', 'renew h1']);
+  });
 });

@@ -110,6 +110,9 @@ export class HoldPool {
   readonly #clock: Clock;
   /** Per TTL, the hold `keepReady` keeps while anybody wants it. */
   readonly #ready = new Map<number, Readiness>();
+  /** Holds with a `writeOn` on its way (count), and holds one of whose writes went unanswered: never kept ready. */
+  readonly #writing = new Map<Hold, number>();
+  readonly #unsure = new WeakSet<Hold>();
 
   constructor(backend: HoldBackend, options: HoldPoolOptions = {}) {
     this.#backend = backend;
@@ -208,29 +211,15 @@ export class HoldPool {
    * aborts (`LockStore.prepare`): a candidate that finds its key free then
    * acquires with a hold in hand, in one round trip. One hold and one timer
    * per TTL, however many callers want it. A hold that `locks` says holds
-   * keys is not renewed by this: it lives only as long as the refreshes of
-   * its keys renew it (a process that stops refreshing stops keeping its
-   * keys). Best effort: a failed create or renew is tried again at the next
-   * turn, and nothing waits for it. Never throws.
+   * keys, or that a `writeOn` is on its way to or went unanswered on, is not
+   * renewed by this: it lives only as long as the refreshes of its keys
+   * renew it (a process that stops refreshing stops keeping its keys).
+   * Best effort: a failed create or renew is tried again at the next turn,
+   * and nothing waits for it. Never throws.
    */
   keepReady(ttl: number, signal: AbortSignal, locks: (hold: Hold) => boolean): void {
     if (this.#closed || signal.aborted || !(ttl > 0) || !Number.isFinite(ttl)) return;
-    let ready = this.#ready.get(ttl);
-    if (!ready) {
-      const readiness: Readiness = { wanted: 0, timer: undefined };
-      ready = readiness;
-      this.#ready.set(ttl, readiness);
-      const turn = (): void => {
-        if (this.#closed || this.#ready.get(ttl) !== readiness) return;
-        const hold = this.current(ttl);
-        if (!hold || !locks(hold)) this.confirmed(ttl).catch(() => {}); // best effort: an acquisition gets its own anyway
-        // Capped at Node's longest timer (a longer one fires at once, every 1 ms).
-        readiness.timer = this.#clock.setTimeout(turn, Math.min((ttl * 1000) / 2, MAX_TIMER_MS));
-        readiness.timer.unref?.();
-      };
-      turn();
-    }
-    const readiness = ready;
+    const readiness = this.#ready.get(ttl) ?? this.#startReady(ttl, locks);
     readiness.wanted++;
     signal.addEventListener(
       'abort',
@@ -241,6 +230,42 @@ export class HoldPool {
       },
       { once: true },
     );
+  }
+
+  /**
+   * Send `write`, a write that may put keys on `hold` (an acquisition), and
+   * remember it: while it is on its way, and for good once it rejected
+   * (applied or not, nobody knows), `keepReady` never renews `hold`, so that
+   * a key the store does not know it holds still expires.
+   */
+  async writeOn<T>(hold: Hold, write: () => Promise<T>): Promise<T> {
+    this.#writing.set(hold, (this.#writing.get(hold) ?? 0) + 1);
+    try {
+      return await write();
+    } catch (error) {
+      this.#unsure.add(hold);
+      throw error;
+    } finally {
+      const left = this.#writing.get(hold)! - 1;
+      if (left > 0) this.#writing.set(hold, left);
+      else this.#writing.delete(hold);
+    }
+  }
+
+  #startReady(ttl: number, locks: (hold: Hold) => boolean): Readiness {
+    const readiness: Readiness = { wanted: 0, timer: undefined };
+    this.#ready.set(ttl, readiness);
+    const turn = (): void => {
+      if (this.#closed || this.#ready.get(ttl) !== readiness) return;
+      const hold = this.current(ttl);
+      const mayCarryKeys = hold !== undefined && (this.#unsure.has(hold) || this.#writing.has(hold) || locks(hold));
+      if (!mayCarryKeys) this.confirmed(ttl).catch(() => {}); // best effort: an acquisition gets its own anyway
+      // Capped at Node's longest timer (a longer one fires at once, every 1 ms).
+      readiness.timer = this.#clock.setTimeout(turn, Math.min((ttl * 1000) / 2, MAX_TIMER_MS));
+      readiness.timer.unref?.();
+    };
+    turn();
+    return readiness;
   }
 
   /**
